@@ -1,0 +1,1 @@
+//! Admin listener: metrics, health, admin API.

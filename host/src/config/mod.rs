@@ -1,0 +1,437 @@
+//! The gateway's TOML configuration: the shape users write, loaded and validated.
+//!
+//! [`Config::load`] reads a file, parses it and checks it as a whole (unique names,
+//! known policies, valid globs, providers' required keys). Errors name the file, the
+//! line and the key, so `switchyard config check` can print them as they are.
+
+mod error;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use error::ConfigError;
+
+/// A whole gateway configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners and client-facing limits.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Policy engine settings shared by every policy.
+    #[serde(default)]
+    pub engine: EngineConfig,
+    /// Gateway keys that clients present; empty turns client auth off.
+    #[serde(default, rename = "client")]
+    pub clients: Vec<ClientConfig>,
+    /// Upstreams, in config order (the order candidates are seeded in).
+    #[serde(default, rename = "upstream")]
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Policy components.
+    #[serde(default, rename = "policy")]
+    pub policies: Vec<PolicyConfig>,
+    /// Routes, matched first to last.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
+    /// The file this config was read from; relative paths in it resolve against
+    /// its directory.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// `[server]`: listeners, limits and timeouts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Client-facing listener.
+    pub listen: SocketAddr,
+    /// Admin listener (metrics, health, admin API). Keep it on loopback.
+    pub admin_listen: SocketAddr,
+    /// Name of the environment variable holding the admin API bearer token; none
+    /// means the admin API is open to whoever reaches `admin_listen`.
+    pub admin_token_env: Option<String>,
+    /// Largest request body accepted (413 `body_too_large` beyond it).
+    pub max_request_body_bytes: u64,
+    /// Most request headers accepted (431 beyond it).
+    pub max_header_count: usize,
+    /// Largest total size of request headers in bytes (431 beyond it).
+    pub max_header_bytes: usize,
+    /// Time a client has to send its request headers.
+    pub header_read_timeout_ms: u64,
+    /// Most concurrent client connections; further ones wait in the accept queue.
+    pub max_connections: usize,
+    /// HTTP/2 concurrent streams per client connection.
+    pub h2_max_concurrent_streams: u32,
+    /// Default time to establish an upstream connection (including TLS).
+    pub connect_timeout_ms: u64,
+    /// Default time from sending an upstream request to its first response byte.
+    pub first_byte_timeout_ms: u64,
+    /// Longest gap between two body chunks of an upstream response once streaming.
+    pub idle_timeout_ms: u64,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            admin_token_env: None,
+            max_request_body_bytes: 10 * 1024 * 1024,
+            max_header_count: 100,
+            max_header_bytes: 64 * 1024,
+            header_read_timeout_ms: 10_000,
+            max_connections: 10_000,
+            h2_max_concurrent_streams: 256,
+            connect_timeout_ms: 2_000,
+            first_byte_timeout_ms: 60_000,
+            idle_timeout_ms: 60_000,
+            drain_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// `[engine]`: the WebAssembly engine shared by all policies.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Directory for compiled policy artifacts; none disables the on-disk cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Most policy instances alive at once across all policies (pooling allocator slots).
+    pub max_instances: u32,
+    /// Largest linear memory any policy may be given, in MiB (the pooling slot size).
+    pub max_memory_mib: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            cache_dir: default_cache_dir(),
+            max_instances: 1000,
+            max_memory_mib: 1024,
+        }
+    }
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(dir).join("switchyard"));
+    }
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache").join("switchyard"))
+}
+
+/// `[[client]]`: one gateway key, stored as its SHA-256.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// A name for logs.
+    pub name: String,
+    /// Hex SHA-256 of the key the client sends as `Authorization: Bearer <key>`.
+    pub key_sha256: String,
+    /// The tenant the client's requests belong to (policies see it).
+    pub tenant: Option<String>,
+    /// Line of the entry in the config file.
+    #[serde(skip)]
+    pub line: usize,
+}
+
+/// The kind of provider an upstream is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    /// OpenAI's API.
+    Openai,
+    /// Azure OpenAI.
+    AzureOpenai,
+    /// AWS Bedrock's OpenAI-compatible endpoint.
+    Bedrock,
+    /// The in-process simulated provider.
+    Mock,
+}
+
+impl ProviderKind {
+    /// The name used in config and labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+            ProviderKind::AzureOpenai => "azure-openai",
+            ProviderKind::Bedrock => "bedrock",
+            ProviderKind::Mock => "mock",
+        }
+    }
+}
+
+/// How the gateway authenticates to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamAuth {
+    /// The provider's API key from `api_key_env` (OpenAI and Bedrock: bearer; Azure: `api-key`).
+    ApiKey,
+    /// Azure: a Microsoft Entra token from `api_key_env`, sent as a bearer token.
+    Entra,
+    /// Bedrock: AWS SigV4 with credentials from the standard AWS environment variables.
+    Sigv4,
+    /// No credentials (mock upstreams, private endpoints).
+    None,
+}
+
+/// Azure OpenAI URL style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AzureApiStyle {
+    /// `{endpoint}/openai/deployments/{deployment}/chat/completions?api-version=…`
+    #[default]
+    Deployments,
+    /// `{endpoint}/openai/v1/chat/completions`, deployment in the body's `model`.
+    V1,
+}
+
+/// `[[upstream]]`: one provider endpoint and the models it serves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Unique name; policies and metrics refer to the upstream by it.
+    pub name: String,
+    /// The provider kind.
+    pub provider: ProviderKind,
+    /// Base URL; defaults per provider (OpenAI's API, Bedrock's regional endpoint).
+    pub endpoint: Option<String>,
+    /// Environment variable holding the API key or token.
+    pub api_key_env: Option<String>,
+    /// How to authenticate; defaults to `api-key` (or `none` for mock).
+    pub auth: Option<UpstreamAuth>,
+    /// Azure `api-version` query parameter.
+    pub api_version: Option<String>,
+    /// Azure URL style.
+    #[serde(default)]
+    pub api_style: AzureApiStyle,
+    /// Provider region (Bedrock: also the SigV4 signing region).
+    #[serde(default)]
+    pub region: String,
+    /// Legal jurisdiction of the region, e.g. `us`, `eu`.
+    #[serde(default)]
+    pub jurisdiction: String,
+    /// Free-form tags that policies see.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Client-facing model name → how this upstream serves it.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelConfig>,
+    /// Overrides `[server] connect_timeout_ms` for this upstream.
+    pub connect_timeout_ms: Option<u64>,
+    /// Overrides `[server] first_byte_timeout_ms` for this upstream.
+    pub first_byte_timeout_ms: Option<u64>,
+    /// Simulation settings for `provider = "mock"`.
+    pub mock: Option<MockConfig>,
+    /// Line of the entry in the config file.
+    #[serde(skip)]
+    pub line: usize,
+}
+
+impl UpstreamConfig {
+    /// The authentication in effect, with the provider's default filled in.
+    pub fn effective_auth(&self) -> UpstreamAuth {
+        match (self.auth, self.provider) {
+            (Some(auth), _) => auth,
+            (None, ProviderKind::Mock) => UpstreamAuth::None,
+            (None, _) => UpstreamAuth::ApiKey,
+        }
+    }
+}
+
+/// How one upstream serves one client-facing model.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Azure deployment name.
+    pub deployment: Option<String>,
+    /// Bedrock model id, e.g. `openai.gpt-oss-120b-1:0`.
+    pub model_id: Option<String>,
+    /// Provider-side model name for OpenAI and mock upstreams.
+    pub model: Option<String>,
+    /// USD per million input tokens.
+    #[serde(default)]
+    pub input_per_mtok: f64,
+    /// USD per million output tokens.
+    #[serde(default)]
+    pub output_per_mtok: f64,
+}
+
+impl ModelConfig {
+    /// The provider-side model or deployment name, falling back to the client-facing one.
+    pub fn upstream_model<'a>(&'a self, client_model: &'a str) -> &'a str {
+        self.deployment
+            .as_deref()
+            .or(self.model_id.as_deref())
+            .or(self.model.as_deref())
+            .unwrap_or(client_model)
+    }
+}
+
+/// `mock = { … }`: how a simulated upstream behaves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MockConfig {
+    /// Time to the response headers.
+    pub latency_ms: u64,
+    /// Uniform random extra latency, 0..=jitter_ms.
+    pub jitter_ms: u64,
+    /// Share of requests that fail with `error_status`, 0.0 to 1.0.
+    pub error_rate: f64,
+    /// Status of simulated failures.
+    pub error_status: u16,
+    /// Content chunks in a streamed answer.
+    pub stream_chunks: u32,
+    /// Time between streamed chunks.
+    pub chunk_interval_ms: u64,
+    /// Output tokens reported in `usage`.
+    pub completion_tokens: u32,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        MockConfig {
+            latency_ms: 0,
+            jitter_ms: 0,
+            error_rate: 0.0,
+            error_status: 500,
+            stream_chunks: 8,
+            chunk_interval_ms: 0,
+            completion_tokens: 16,
+        }
+    }
+}
+
+/// What a failing policy does to the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnError {
+    /// Answer 503 `policy_error`.
+    #[default]
+    FailClosed,
+    /// Skip the stage; its candidates pass through unchanged.
+    FailOpen,
+}
+
+/// Whether a policy's instances are reused across requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// Warm instances are reused (guest globals persist between calls).
+    #[default]
+    Pooled,
+    /// A fresh instance for every call.
+    PerRequest,
+}
+
+/// `[[policy]]`: one policy component and its limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Unique name; routes and metrics refer to the policy by it.
+    pub name: String,
+    /// Path to the component (`.wasm`), relative to the config file.
+    pub file: PathBuf,
+    /// What a failure of this policy does to the request.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// Wall-clock budget for one call.
+    #[serde(default = "default_deadline_ms")]
+    pub deadline_ms: u64,
+    /// Linear memory cap per instance.
+    #[serde(default = "default_memory_limit_mib")]
+    pub memory_limit_mib: u64,
+    /// Instance reuse.
+    #[serde(default)]
+    pub isolation: Isolation,
+    /// Recycle a pooled instance after this many calls.
+    #[serde(default = "default_max_uses")]
+    pub max_uses: u64,
+    /// Most idle warm instances kept for reuse.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// Recorded cases (`cases.json`) the policy must pass before it is installed.
+    pub tests: Option<PathBuf>,
+    /// The policy's own settings, read by the guest with `config(key)`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Line of the entry in the config file.
+    #[serde(skip)]
+    pub line: usize,
+}
+
+fn default_deadline_ms() -> u64 {
+    50
+}
+fn default_memory_limit_mib() -> u64 {
+    256
+}
+fn default_max_uses() -> u64 {
+    10_000
+}
+fn default_pool_size() -> usize {
+    16
+}
+
+/// `[[route]]`: which requests a policy chain serves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Unique name, used in metrics and shown to policies.
+    pub name: String,
+    /// The request path must start with this.
+    #[serde(default = "default_path_prefix")]
+    pub path_prefix: String,
+    /// Model globs (`*` and `?`); empty matches every model.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Headers the request must carry with exactly these values (`*`: any value).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The policy chain, in order; empty means config order with plain fallback.
+    #[serde(default)]
+    pub policies: Vec<String>,
+    /// Labels passed to the policies.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Line of the entry in the config file.
+    #[serde(skip)]
+    pub line: usize,
+}
+
+fn default_path_prefix() -> String {
+    "/v1/".to_string()
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, Some(path))
+    }
+
+    /// Parses and validates config text; `source` names the file in errors and
+    /// anchors relative paths.
+    pub fn parse(text: &str, source: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = validate::parse_with_lines(text, source)?;
+        config.source = source.map(Path::to_path_buf);
+        validate::check(&config, text, source)?;
+        Ok(config)
+    }
+
+    /// Resolves a path from the config against the config file's directory.
+    pub fn resolve_path(&self, path: &Path) -> PathBuf {
+        match self.source.as_deref().and_then(Path::parent) {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+}

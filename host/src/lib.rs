@@ -1,0 +1,24 @@
+//! Switchyard: an OpenAI-compatible LLM gateway whose routing decisions are made by
+//! WebAssembly policy components.
+//!
+//! The modules follow one request through the gateway:
+//!
+//! - [`gateway`]: the client-facing listener and the data path (auth, request view,
+//!   route match, plan execution, response streaming, outcome).
+//! - [`policy`]: the policy engine (wasmtime components, instance pools, limits)
+//!   and the chain runner.
+//! - [`provider`]: provider adapters that turn a request into Azure OpenAI, Bedrock,
+//!   OpenAI or simulated wire calls.
+//! - [`upstream`]: the pooled HTTPS client and per-upstream health tracking.
+//! - [`snapshot`]: an immutable, validated view of config and policies, and reloads.
+//! - [`admin`]: the admin listener, metrics and admin API.
+//! - [`config`]: the TOML configuration.
+
+pub mod admin;
+pub mod config;
+pub mod gateway;
+pub mod guests;
+pub mod policy;
+pub mod provider;
+pub mod snapshot;
+pub mod upstream;

@@ -1,0 +1,1 @@
+//! Snapshots of config and policies, and reloads.

@@ -1,0 +1,1 @@
+//! Pooled upstream client and health tracking.
