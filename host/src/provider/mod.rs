@@ -1,1 +1,273 @@
-//! Provider adapters.
+//! Provider adapters: turn one upstream attempt into the provider's wire call.
+//!
+//! A [`ProviderAdapter`] is built once per upstream and snapshot from its
+//! `[[upstream]]` config. It knows the provider's URL layout and authentication,
+//! owns a pooled [`crate::upstream::UpstreamClient`] (except the
+//! in-process mock), and sends an [`UpstreamCall`] whose body the gateway has
+//! already rewritten for the upstream's model.
+//!
+//! - [`openai`]: `POST {base}/v1/chat/completions`, bearer key.
+//! - [`azure`]: deployments or v1 URL style, `api-key` or Entra bearer token.
+//! - [`bedrock`]: the OpenAI-compatible endpoint, bearer key or SigV4.
+//! - [`mock`]: the simulated provider (no network).
+
+pub mod azure;
+pub mod bedrock;
+mod endpoint;
+pub mod mock;
+pub mod openai;
+mod secret;
+mod wire;
+
+use bytes::Bytes;
+use http::{HeaderMap, Response};
+use http_body_util::combinators::BoxBody;
+
+pub use self::secret::Secret;
+use crate::config::{ProviderKind, ServerConfig, UpstreamAuth, UpstreamConfig};
+pub use crate::upstream::{AttemptError, AttemptErrorKind, BodyError, BodyErrorKind, ConnectCause};
+use crate::upstream::{ClientOptions, UpstreamClient};
+
+/// An upstream response body: streamed as it arrives, with classified errors.
+pub type UpstreamBody = BoxBody<Bytes, BodyError>;
+
+/// The client-facing endpoint a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// `POST /v1/chat/completions`.
+    ChatCompletions,
+    /// `POST /v1/embeddings`.
+    Embeddings,
+}
+
+impl Operation {
+    /// The path below a provider's OpenAI-style prefix: `chat/completions` or
+    /// `embeddings`.
+    pub fn path(self) -> &'static str {
+        match self {
+            Operation::ChatCompletions => "chat/completions",
+            Operation::Embeddings => "embeddings",
+        }
+    }
+}
+
+/// One attempt at one upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamCall<'a> {
+    /// The endpoint called.
+    pub operation: Operation,
+    /// The provider-side model or deployment (already written into `body`).
+    pub upstream_model: &'a str,
+    /// The JSON request body, exactly as it will be sent (and signed).
+    pub body: Bytes,
+    /// Whether the client asked for an SSE stream.
+    pub streaming: bool,
+    /// Client headers to forward; the gateway already removed credentials and
+    /// hop-by-hop headers (the adapters drop them again regardless).
+    pub headers: &'a HeaderMap,
+    /// The request id, sent as `x-request-id`.
+    pub request_id: &'a str,
+}
+
+/// Why an upstream's adapter could not be built. Messages name environment
+/// variables, never their values.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderConfigError {
+    /// The environment variable that should hold a credential is unset or empty.
+    #[error("environment variable {variable} is not set or is empty")]
+    MissingSecret {
+        /// The variable's name.
+        variable: String,
+    },
+    /// The credential holds characters that cannot go into an HTTP header.
+    #[error(
+        "environment variable {variable} holds characters that are not allowed in an HTTP header"
+    )]
+    InvalidSecret {
+        /// The variable's name.
+        variable: String,
+    },
+    /// The authentication needs `api_key_env` and the config names none.
+    #[error("auth = \"{auth}\" needs api_key_env, the environment variable holding the key")]
+    NoKeyVariable {
+        /// The authentication.
+        auth: &'static str,
+    },
+    /// The provider does not support this authentication.
+    #[error("auth = \"{auth}\" is not supported by {provider} upstreams")]
+    UnsupportedAuth {
+        /// The provider.
+        provider: &'static str,
+        /// The authentication.
+        auth: &'static str,
+    },
+    /// The provider has no default endpoint and the config names none.
+    #[error("{provider} upstreams need an endpoint")]
+    MissingEndpoint {
+        /// The provider.
+        provider: &'static str,
+    },
+    /// The endpoint is not a usable URL.
+    #[error("invalid endpoint: {reason}")]
+    InvalidEndpoint {
+        /// Why.
+        reason: String,
+    },
+    /// Bedrock needs a region for its default endpoint and for SigV4.
+    #[error("bedrock upstreams need a region (for the default endpoint and SigV4 signing)")]
+    MissingRegion,
+    /// The endpoint uses HTTPS and the system has no root certificates.
+    #[error("{host} uses https, but no root certificates were found on this system")]
+    NoTlsRoots {
+        /// The endpoint's host.
+        host: String,
+    },
+}
+
+/// The adapter for one upstream, by provider.
+#[derive(Debug, Clone)]
+pub enum ProviderAdapter {
+    /// OpenAI.
+    Openai(openai::OpenAiAdapter),
+    /// Azure OpenAI.
+    Azure(azure::AzureAdapter),
+    /// AWS Bedrock.
+    Bedrock(bedrock::BedrockAdapter),
+    /// The simulated provider.
+    Mock(mock::MockAdapter),
+}
+
+impl ProviderAdapter {
+    /// Builds the adapter for `up`: reads its credentials through `env`, and
+    /// creates its pooled client with the upstream's connect timeout (or the
+    /// server default).
+    pub fn from_config(
+        up: &UpstreamConfig,
+        server: &ServerConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ProviderAdapter, ProviderConfigError> {
+        let options = ClientOptions {
+            connect_timeout: std::time::Duration::from_millis(
+                up.connect_timeout_ms.unwrap_or(server.connect_timeout_ms),
+            ),
+            ..ClientOptions::default()
+        };
+        Ok(match up.provider {
+            ProviderKind::Openai => {
+                ProviderAdapter::Openai(openai::OpenAiAdapter::from_config(up, options, env)?)
+            }
+            ProviderKind::AzureOpenai => {
+                ProviderAdapter::Azure(azure::AzureAdapter::from_config(up, options, env)?)
+            }
+            ProviderKind::Bedrock => {
+                ProviderAdapter::Bedrock(bedrock::BedrockAdapter::from_config(up, options, env)?)
+            }
+            ProviderKind::Mock => {
+                ProviderAdapter::Mock(mock::MockAdapter::new(up.mock.clone().unwrap_or_default()))
+            }
+        })
+    }
+
+    /// Sends one attempt. Returns once the response headers arrive, with any
+    /// status; the caller classifies 429 and 5xx and applies the first-byte
+    /// timeout. Only the connect timeout is applied here.
+    pub async fn send(
+        &self,
+        call: UpstreamCall<'_>,
+    ) -> Result<Response<UpstreamBody>, AttemptError> {
+        match self {
+            ProviderAdapter::Openai(a) => a.send(call).await,
+            ProviderAdapter::Azure(a) => a.send(call).await,
+            ProviderAdapter::Bedrock(a) => a.send(call).await,
+            ProviderAdapter::Mock(a) => Ok(a.send(call).await),
+        }
+    }
+
+    /// The provider kind.
+    pub fn kind(&self) -> ProviderKind {
+        match self {
+            ProviderAdapter::Openai(_) => ProviderKind::Openai,
+            ProviderAdapter::Azure(_) => ProviderKind::AzureOpenai,
+            ProviderAdapter::Bedrock(_) => ProviderKind::Bedrock,
+            ProviderAdapter::Mock(_) => ProviderKind::Mock,
+        }
+    }
+
+    /// The upstream's `host[:port]` (`mock` for the simulated provider), for
+    /// messages such as [`AttemptError::timeout`].
+    pub fn host(&self) -> &str {
+        match self {
+            ProviderAdapter::Openai(a) => a.endpoint().host(),
+            ProviderAdapter::Azure(a) => a.endpoint().host(),
+            ProviderAdapter::Bedrock(a) => a.endpoint().host(),
+            ProviderAdapter::Mock(_) => "mock",
+        }
+    }
+}
+
+/// The config name of an authentication, for messages.
+fn auth_name(auth: UpstreamAuth) -> &'static str {
+    match auth {
+        UpstreamAuth::ApiKey => "api-key",
+        UpstreamAuth::Entra => "entra",
+        UpstreamAuth::Sigv4 => "sigv4",
+        UpstreamAuth::None => "none",
+    }
+}
+
+/// The variable named by `api_key_env`, required by `auth`.
+fn key_variable(up: &UpstreamConfig, auth: UpstreamAuth) -> Result<&str, ProviderConfigError> {
+    up.api_key_env
+        .as_deref()
+        .filter(|v| !v.is_empty())
+        .ok_or(ProviderConfigError::NoKeyVariable {
+            auth: auth_name(auth),
+        })
+}
+
+/// The pooled client for an endpoint, refusing HTTPS when no roots can verify it.
+fn client_for(
+    endpoint: &endpoint::Endpoint,
+    options: ClientOptions,
+) -> Result<UpstreamClient, ProviderConfigError> {
+    if endpoint.is_https() && !crate::upstream::tls::native_roots_available() {
+        return Err(ProviderConfigError::NoTlsRoots {
+            host: endpoint.host().to_string(),
+        });
+    }
+    Ok(UpstreamClient::new(options))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MockConfig;
+
+    fn is_send<T: Send>(_: &T) {}
+    fn is_shareable<T: Send + Sync + 'static>() {}
+
+    #[tokio::test]
+    async fn adapters_and_their_futures_cross_threads() {
+        is_shareable::<ProviderAdapter>();
+        is_shareable::<UpstreamBody>();
+        let adapter = ProviderAdapter::Mock(mock::MockAdapter::new(MockConfig::default()));
+        let headers = HeaderMap::new();
+        let call = UpstreamCall {
+            operation: Operation::ChatCompletions,
+            upstream_model: "m",
+            body: Bytes::from_static(b"{}"),
+            streaming: false,
+            headers: &headers,
+            request_id: "r",
+        };
+        let future = adapter.send(call);
+        is_send(&future);
+        assert_eq!(future.await.unwrap().status(), 200);
+    }
+
+    #[test]
+    fn operation_paths() {
+        assert_eq!(Operation::ChatCompletions.path(), "chat/completions");
+        assert_eq!(Operation::Embeddings.path(), "embeddings");
+    }
+}

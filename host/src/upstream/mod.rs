@@ -1,1 +1,23 @@
 //! Pooled upstream client and health tracking.
+//!
+//! - [`client`]: the pooled HTTPS/HTTP client ([`UpstreamClient`]) with a connect
+//!   timeout over DNS, TCP and TLS.
+//! - [`error`]: what can go wrong in one attempt ([`AttemptError`]) and while
+//!   reading an upstream body ([`BodyError`]), each saying whether a retry is safe.
+//! - [`health`]: per-upstream live state ([`UpstreamHealth`]) kept across reloads
+//!   in a [`HealthRegistry`].
+//! - [`retry_after`]: parsing the waits a 429 asks for.
+//! - [`tls`]: the shared rustls configuration.
+
+pub mod client;
+pub mod error;
+pub mod health;
+pub mod retry_after;
+pub mod tls;
+
+pub use client::{ClientOptions, UpstreamClient};
+pub use error::{AttemptError, AttemptErrorKind, BodyError, BodyErrorKind, ConnectCause};
+pub use health::{
+    AttemptOutcome, HealthRegistry, HealthSettings, HealthState, HealthView, InFlight,
+    UpstreamHealth,
+};

@@ -1,0 +1,73 @@
+//! OpenAI: `POST {base}/v1/chat/completions` (or `/v1/embeddings`) with
+//! `Authorization: Bearer <key>`. The base defaults to `https://api.openai.com`; a
+//! base written with a trailing `/v1` is accepted too.
+
+use http::Response;
+
+use super::endpoint::Endpoint;
+use super::secret::{AuthHeader, Secret};
+use super::{
+    ProviderConfigError, UpstreamBody, UpstreamCall, auth_name, client_for, key_variable, wire,
+};
+use crate::config::{UpstreamAuth, UpstreamConfig};
+use crate::upstream::{AttemptError, ClientOptions, UpstreamClient};
+
+/// OpenAI's default base URL.
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com";
+
+/// Sends requests to OpenAI (or any server with OpenAI's URL layout).
+#[derive(Debug, Clone)]
+pub struct OpenAiAdapter {
+    client: UpstreamClient,
+    endpoint: Endpoint,
+    auth: Option<AuthHeader>,
+}
+
+impl OpenAiAdapter {
+    /// Builds the adapter from its upstream config.
+    pub fn from_config(
+        up: &UpstreamConfig,
+        options: ClientOptions,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<OpenAiAdapter, ProviderConfigError> {
+        let endpoint = Endpoint::parse(up.endpoint.as_deref().unwrap_or(DEFAULT_BASE_URL))?
+            .without_suffix("/v1");
+        let auth = match up.effective_auth() {
+            UpstreamAuth::None => None,
+            UpstreamAuth::ApiKey => {
+                let variable = key_variable(up, UpstreamAuth::ApiKey)?;
+                Some(AuthHeader::bearer(
+                    &Secret::from_env(env, variable)?,
+                    variable,
+                )?)
+            }
+            other => {
+                return Err(ProviderConfigError::UnsupportedAuth {
+                    provider: "openai",
+                    auth: auth_name(other),
+                });
+            }
+        };
+        Ok(OpenAiAdapter {
+            client: client_for(&endpoint, options)?,
+            endpoint,
+            auth,
+        })
+    }
+
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Sends one attempt; see [`super::ProviderAdapter::send`].
+    pub async fn send(
+        &self,
+        call: UpstreamCall<'_>,
+    ) -> Result<Response<UpstreamBody>, AttemptError> {
+        let uri = self
+            .endpoint
+            .url(&format!("/v1/{}", call.operation.path()))?;
+        let request = wire::build_request(uri, &call, self.auth.as_ref());
+        Ok(wire::box_response(self.client.send(request).await?))
+    }
+}
