@@ -50,10 +50,41 @@ fn main() {
         std::fs::copy(&built, &dest)
             .unwrap_or_else(|e| panic!("copying {} to {}: {e}", built.display(), dest.display()));
     }
-    println!("cargo:rustc-env=SWITCHYARD_GUESTS_DIR={}", out_dir.display());
+    println!(
+        "cargo:rustc-env=SWITCHYARD_GUESTS_DIR={}",
+        out_dir.display()
+    );
+}
+
+/// Makes sure the guest target's standard library is installed. rustup adds the
+/// targets of `rust-toolchain.toml` only when it installs the toolchain itself, so
+/// a machine that already had `stable` lacks it on a fresh clone.
+fn ensure_guest_target() {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let sysroot = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    let installed = sysroot.is_some_and(|root| root.join("lib/rustlib/wasm32-wasip2").is_dir());
+    if installed {
+        return;
+    }
+    println!(
+        "cargo:warning=installing the wasm32-wasip2 target with rustup (needed to build the policies)"
+    );
+    let added = Command::new("rustup")
+        .args(["target", "add", "wasm32-wasip2"])
+        .status();
+    if !matches!(added, Ok(status) if status.success()) {
+        panic!(
+            "the wasm32-wasip2 target is missing and `rustup target add wasm32-wasip2` failed; install it and build again"
+        );
+    }
 }
 
 fn build_guests(root: &Path, target_dir: &Path) {
+    ensure_guest_target();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
@@ -78,6 +109,11 @@ fn build_guests(root: &Path, target_dir: &Path) {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().expect("running cargo to build the guest components");
-    assert!(status.success(), "building the guest components failed (see the output above)");
+    let status = cmd
+        .status()
+        .expect("running cargo to build the guest components");
+    assert!(
+        status.success(),
+        "building the guest components failed (see the output above)"
+    );
 }

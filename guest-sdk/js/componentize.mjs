@@ -1,0 +1,34 @@
+// Builds a JavaScript Switchyard policy into a component with componentize-js.
+//
+// Usage: node guest-sdk/js/componentize.mjs POLICY_DIR SOURCE WIT_DIR OUT.wasm
+//
+// componentize-js is resolved from POLICY_DIR's node_modules (installed from
+// its package-lock.json), so each policy pins its own toolchain version. Run it
+// from the repository root: componentize-js maps the working directory into
+// the build, so relative imports of guest-sdk/js/ resolve.
+import { readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const [policyDir, source, witDir, out] = process.argv.slice(2);
+if (!out) {
+  console.error('usage: componentize.mjs POLICY_DIR SOURCE WIT_DIR OUT.wasm');
+  process.exit(2);
+}
+
+// The package is ESM-only (its `exports` has no `require` entry), so resolve
+// its entry point from its package.json by hand.
+const packageDir = join(resolve(policyDir), 'node_modules/@bytecodealliance/componentize-js');
+const manifest = JSON.parse(await readFile(join(packageDir, 'package.json'), 'utf8'));
+const entry = join(packageDir, manifest.exports.import);
+const { componentize } = await import(pathToFileURL(entry).href);
+
+// A policy needs none of these. With all five off the component imports no
+// WASI at all: only the `switchyard:policy/host` interface.
+const { component } = await componentize({
+  sourcePath: resolve(source),
+  witPath: resolve(witDir),
+  worldName: 'policy',
+  disableFeatures: ['stdio', 'random', 'clocks', 'http', 'fetch-event'],
+});
+await writeFile(out, component);

@@ -1,0 +1,156 @@
+//! Recorded cases (`cases.json`): loading them, running them against a policy,
+//! and the reload canary.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::error::PolicyError;
+use super::json::{CandidateJson, DecisionJson, ExpectJson, RequestJson};
+use super::loaded::Policy;
+use super::samples;
+use super::types::Decision;
+
+/// A `cases.json` file: default candidates and config, and the cases.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseFile {
+    /// Candidates of every case that does not set its own.
+    #[serde(default)]
+    pub candidates: Vec<CandidateJson>,
+    /// Policy config of every case that does not set its own.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// The cases, run in order.
+    pub cases: Vec<Case>,
+}
+
+/// One recorded case.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// Shown in the report.
+    pub name: String,
+    /// The request.
+    #[serde(default)]
+    pub request: RequestJson,
+    /// Replaces the file's candidates for this case.
+    pub candidates: Option<Vec<CandidateJson>>,
+    /// Replaces the file's config (wholly) for this case.
+    pub config: Option<BTreeMap<String, String>>,
+    /// The expected decision.
+    pub expect: ExpectJson,
+}
+
+/// A case file could not be read or parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum CaseFileError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid JSON of the case-file shape.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// Where and what (serde's line and column).
+        source: serde_json::Error,
+    },
+}
+
+impl CaseFile {
+    /// Reads and parses a case file.
+    pub fn load(path: &Path) -> Result<CaseFile, CaseFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| CaseFileError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| CaseFileError::Parse {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}
+
+/// The result of one case.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    /// The case's name.
+    pub name: String,
+    /// Whether the decision met the expectation.
+    pub passed: bool,
+    /// For a failure: what was expected and what came back, as JSON.
+    pub detail: Option<String>,
+}
+
+impl fmt::Display for CaseResult {
+    /// `ok   name` or `FAIL name: expected … got …`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.detail, self.passed) {
+            (_, true) => write!(f, "ok   {}", self.name),
+            (Some(detail), false) => write!(f, "FAIL {}: {detail}", self.name),
+            (None, false) => write!(f, "FAIL {}", self.name),
+        }
+    }
+}
+
+/// Runs every case of `file` against `policy`, in order. Each case runs on a
+/// fresh instance with its own config, so no guest state leaks between cases
+/// (counters are shared: they belong to the policy name).
+pub async fn run_cases(policy: &Policy, file: &CaseFile) -> Vec<CaseResult> {
+    let mut results = Vec::with_capacity(file.cases.len());
+    for case in &file.cases {
+        let config = case.config.as_ref().unwrap_or(&file.config).clone();
+        let candidates: Vec<_> = case
+            .candidates
+            .as_ref()
+            .unwrap_or(&file.candidates)
+            .iter()
+            .cloned()
+            .map(Into::into)
+            .collect();
+        let request = case.request.clone().into();
+        let decided = policy
+            .with_config(config)
+            .decide(&request, &candidates)
+            .await;
+        results.push(judge(case, decided));
+    }
+    results
+}
+
+fn judge(case: &Case, decided: Result<Decision, PolicyError>) -> CaseResult {
+    let expected = serde_json::to_string(&case.expect).unwrap_or_default();
+    let detail = match decided {
+        Ok(decision) if case.expect.matches(&decision) => None,
+        Ok(decision) => Some(format!(
+            "expected {expected} got {}",
+            serde_json::to_string(&DecisionJson::from(&decision)).unwrap_or_default()
+        )),
+        Err(err) => Some(format!(
+            "expected {expected} got error: {} ({})",
+            err.message, err.kind
+        )),
+    };
+    CaseResult {
+        name: case.name.clone(),
+        passed: detail.is_none(),
+        detail,
+    }
+}
+
+/// One `decide` on the built-in sample request and candidates (see
+/// [`samples`]); the policy must return a valid decision. Run before a new
+/// policy version is installed; it also warms one instance.
+pub async fn canary(policy: &Policy) -> Result<Decision, PolicyError> {
+    policy
+        .decide(&samples::request(), &samples::candidates())
+        .await
+}

@@ -1,0 +1,151 @@
+//! The chain runner: a route's policies applied in order. Each stage gets the
+//! previous stage's plan as its candidates and may drop, reorder or reject, never
+//! add (the decision is validated against the candidates the stage was given).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::OnError;
+
+use super::error::{PolicyError, PolicyErrorKind};
+use super::loaded::Policy;
+use super::types::{Candidate, Decision, Rejection, RetryOn};
+
+/// The reason given when a route has no policies.
+pub const CONFIG_ORDER_REASON: &str = "config order";
+
+/// Told about every stage a chain runs (the gateway records metrics with it).
+pub trait StageObserver {
+    /// `policy` finished after `elapsed`, failing with `error` if it did (a
+    /// fail-open stage that failed is reported too).
+    fn stage_finished(&self, policy: &Policy, elapsed: Duration, error: Option<PolicyErrorKind>);
+}
+
+/// Observes nothing.
+impl StageObserver for () {
+    fn stage_finished(
+        &self,
+        _policy: &Policy,
+        _elapsed: Duration,
+        _error: Option<PolicyErrorKind>,
+    ) {
+    }
+}
+
+/// The final plan of a chain.
+#[derive(Debug, Clone)]
+pub struct RoutePlan {
+    /// The candidates to try, in order. May be empty (the gateway answers 503 `no_route`).
+    pub targets: Vec<Candidate>,
+    /// The failures that allow the next target, from the last stage that routed.
+    pub retry_on: RetryOn,
+    /// The stages' reasons, as `name: reason`, joined with `; `.
+    pub reason: String,
+}
+
+/// What a chain decided.
+#[derive(Debug, Clone)]
+pub enum ChainOutcome {
+    /// Serve the request with this plan.
+    Route(RoutePlan),
+    /// A stage refused the request.
+    Reject {
+        /// The stage that refused.
+        policy: Arc<str>,
+        /// Its rejection (already validated).
+        rejection: Rejection,
+    },
+    /// A fail-closed stage failed: the gateway answers 503 `policy_error`.
+    Failed(PolicyError),
+}
+
+/// An ordered list of policies, with the `x-switchyard-policy` header value
+/// precomputed.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    stages: Vec<Arc<Policy>>,
+    header: String,
+}
+
+impl Chain {
+    /// A chain running `stages` in order; an empty chain routes to every
+    /// candidate in config order.
+    pub fn new(stages: Vec<Arc<Policy>>) -> Chain {
+        let header = stages
+            .iter()
+            .map(|p| format!("{}@{}", p.name(), p.hash8()))
+            .collect::<Vec<_>>()
+            .join(",");
+        Chain { stages, header }
+    }
+
+    /// The stages, in order.
+    pub fn stages(&self) -> &[Arc<Policy>] {
+        &self.stages
+    }
+
+    /// `name@hash8,name@hash8`: the `x-switchyard-policy` header; empty for an empty chain.
+    pub fn header_value(&self) -> &str {
+        &self.header
+    }
+
+    /// Runs the chain for one request.
+    pub async fn run(
+        &self,
+        req: &super::types::Request,
+        candidates: Vec<Candidate>,
+        observer: &impl StageObserver,
+    ) -> ChainOutcome {
+        let mut current = candidates;
+        let mut retry_on = RetryOn::all();
+        let mut reasons = Vec::with_capacity(self.stages.len());
+        for stage in &self.stages {
+            let started = Instant::now();
+            let result = stage.decide_indexed(req, &current).await;
+            observer.stage_finished(
+                stage,
+                started.elapsed(),
+                result.as_ref().err().map(|e| e.kind),
+            );
+            match result {
+                Ok((Decision::Route(plan), positions)) => {
+                    current = pick(current, &positions);
+                    retry_on = plan.retry_on;
+                    reasons.push(format!("{}: {}", stage.name(), plan.reason));
+                }
+                Ok((Decision::Reject(rejection), _)) => {
+                    return ChainOutcome::Reject {
+                        policy: stage.name_arc().clone(),
+                        rejection,
+                    };
+                }
+                Err(err) => match stage.settings().on_error {
+                    OnError::FailClosed => return ChainOutcome::Failed(err),
+                    OnError::FailOpen => {
+                        tracing::debug!(policy = stage.name(), error = %err, "fail-open policy skipped");
+                        reasons.push(format!("{}: skipped ({})", stage.name(), err.kind));
+                    }
+                },
+            }
+        }
+        let reason = if self.stages.is_empty() {
+            CONFIG_ORDER_REASON.to_owned()
+        } else {
+            reasons.join("; ")
+        };
+        ChainOutcome::Route(RoutePlan {
+            targets: current,
+            retry_on,
+            reason,
+        })
+    }
+}
+
+/// The candidates at `positions` (distinct, validated), in that order.
+fn pick(candidates: Vec<Candidate>, positions: &[usize]) -> Vec<Candidate> {
+    let mut slots: Vec<Option<Candidate>> = candidates.into_iter().map(Some).collect();
+    positions
+        .iter()
+        .filter_map(|&i| slots.get_mut(i).and_then(Option::take))
+        .collect()
+}

@@ -1,0 +1,349 @@
+//! [`Policy`]: one loaded policy version, its warm instances, and the guarded
+//! call path (deadline, memory cap, classification, validation).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
+
+use crate::config::Isolation;
+
+use super::bindings::PolicyPre;
+use super::engine::PolicyEngine;
+use super::error::{PolicyError, PolicyErrorKind};
+use super::pool::{Instance, InstancePool, PoolStats};
+use super::settings::{PolicySettings, PolicySpec};
+use super::store::{StoreState, truncate};
+use super::types::{Candidate, Decision, Outcome, Request};
+use super::validate::validate_decision;
+
+/// Longest failure message kept, in bytes.
+const MAX_ERROR_BYTES: usize = 1024;
+
+/// How a policy was loaded, for `policy check` and the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadInfo {
+    /// Size of the component in bytes.
+    pub size_bytes: usize,
+    /// Time spent compiling (or loading from the cache) and type-checking.
+    pub elapsed: Duration,
+    /// Whether the compiled code came from the on-disk cache.
+    pub from_cache: bool,
+}
+
+/// The compiled, type-checked component, shared by every [`Policy`] made from
+/// it with [`Policy::with_config`].
+struct Compiled {
+    engine: PolicyEngine,
+    pre: PolicyPre<StoreState>,
+    hash: String,
+    info: LoadInfo,
+}
+
+/// A loaded policy version: name, content hash, settings, config and a pool of
+/// warm instances. Share it as `Arc<Policy>`; calls may run concurrently.
+pub struct Policy {
+    name: Arc<str>,
+    settings: PolicySettings,
+    config: Arc<BTreeMap<String, String>>,
+    memory_limit: u64,
+    compiled: Arc<Compiled>,
+    pool: InstancePool,
+}
+
+impl Policy {
+    pub(crate) fn new(
+        engine: PolicyEngine,
+        spec: PolicySpec,
+        hash: String,
+        pre: PolicyPre<StoreState>,
+        info: LoadInfo,
+    ) -> Arc<Policy> {
+        let compiled = Arc::new(Compiled {
+            engine,
+            pre,
+            hash,
+            info,
+        });
+        Policy::build(
+            spec.name.into(),
+            spec.settings,
+            Arc::new(spec.config),
+            compiled,
+        )
+    }
+
+    fn build(
+        name: Arc<str>,
+        settings: PolicySettings,
+        config: Arc<BTreeMap<String, String>>,
+        compiled: Arc<Compiled>,
+    ) -> Arc<Policy> {
+        let pool_size = match settings.isolation {
+            Isolation::Pooled => settings.pool_size,
+            Isolation::PerRequest => 0,
+        };
+        let memory_limit = settings
+            .memory_limit_bytes
+            .min(compiled.engine.max_memory_bytes());
+        Arc::new(Policy {
+            pool: InstancePool::new(pool_size, settings.max_uses),
+            name,
+            settings,
+            config,
+            memory_limit,
+            compiled,
+        })
+    }
+
+    /// The same compiled policy with another config and a pool of its own (used by
+    /// `policy test`, where each case may set its config).
+    pub fn with_config(&self, config: BTreeMap<String, String>) -> Arc<Policy> {
+        Policy::build(
+            self.name.clone(),
+            self.settings.clone(),
+            Arc::new(config),
+            self.compiled.clone(),
+        )
+    }
+
+    /// The policy's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The policy's name, shared.
+    pub fn name_arc(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// SHA-256 of the component, lower-case hex.
+    pub fn hash(&self) -> &str {
+        &self.compiled.hash
+    }
+
+    /// The first 8 hex characters of [`Policy::hash`] (as in `x-switchyard-policy`).
+    pub fn hash8(&self) -> &str {
+        &self.compiled.hash[..8]
+    }
+
+    /// Limits and behaviour.
+    pub fn settings(&self) -> &PolicySettings {
+        &self.settings
+    }
+
+    /// The policy's own config table.
+    pub fn config(&self) -> &BTreeMap<String, String> {
+        &self.config
+    }
+
+    /// How the policy was loaded.
+    pub fn load_info(&self) -> &LoadInfo {
+        &self.compiled.info
+    }
+
+    /// Instance pool counts.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
+    }
+
+    /// Asks the policy how to serve `req`. Runs under the policy's deadline and
+    /// memory cap, then validates the decision against `candidates`. Must be
+    /// called inside a Tokio runtime with time enabled; a looping policy yields
+    /// to the runtime every millisecond until its deadline.
+    pub async fn decide(
+        &self,
+        req: &Request,
+        candidates: &[Candidate],
+    ) -> Result<Decision, PolicyError> {
+        self.decide_indexed(req, candidates)
+            .await
+            .map(|(decision, _)| decision)
+    }
+
+    /// [`Policy::decide`], also returning for a route the position in
+    /// `candidates` of each target, in plan order.
+    pub(crate) async fn decide_indexed(
+        &self,
+        req: &Request,
+        candidates: &[Candidate],
+    ) -> Result<(Decision, Vec<usize>), PolicyError> {
+        let deadline = Instant::now() + self.settings.deadline;
+        let mut instance = self.checkout(deadline).await?;
+        let called = run_until(
+            deadline,
+            instance
+                .exports
+                .call_decide(&mut instance.store, req, candidates),
+        )
+        .await;
+        let decision = match called {
+            Ok(decision) => decision,
+            Err(failure) => return Err(self.fail(instance, failure)),
+        };
+        match validate_decision(&decision, candidates) {
+            Ok(positions) => {
+                self.pool.give_back(instance);
+                Ok((decision, positions))
+            }
+            Err(message) => {
+                self.pool.note_discarded();
+                Err(self.error(PolicyErrorKind::InvalidDecision, message))
+            }
+        }
+    }
+
+    /// Reports a finished request to the policy, under the same limits as `decide`.
+    pub async fn observe(&self, outcome: &Outcome) -> Result<(), PolicyError> {
+        let deadline = Instant::now() + self.settings.deadline;
+        let mut instance = self.checkout(deadline).await?;
+        let called = run_until(
+            deadline,
+            instance.exports.call_observe(&mut instance.store, outcome),
+        )
+        .await;
+        match called {
+            Ok(()) => {
+                self.pool.give_back(instance);
+                Ok(())
+            }
+            Err(failure) => Err(self.fail(instance, failure)),
+        }
+    }
+
+    /// A warm instance armed for a call ending at `deadline`, or a new one.
+    async fn checkout(&self, deadline: Instant) -> Result<Instance, PolicyError> {
+        if let Some(mut instance) = self.pool.take() {
+            arm(&mut instance.store, deadline);
+            return Ok(instance);
+        }
+        let state = StoreState::new(
+            self.name.clone(),
+            self.config.clone(),
+            self.compiled.engine.counters().clone(),
+            self.memory_limit,
+        );
+        let mut store = Store::new(self.compiled.engine.wasmtime(), state);
+        store.limiter(|state| &mut state.limits);
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        arm(&mut store, deadline);
+        self.pool.note_created();
+        match run_until(deadline, self.compiled.pre.instantiate_async(&mut store)).await {
+            Ok(exports) => Ok(Instance {
+                store,
+                exports,
+                uses: 0,
+            }),
+            Err(failure) => {
+                let err = self.classify(&store, failure, "instantiating: ");
+                self.pool.note_discarded();
+                Err(err)
+            }
+        }
+    }
+
+    /// Classifies a failed call; the instance is dropped.
+    fn fail(&self, instance: Instance, failure: CallFailure) -> PolicyError {
+        self.pool.note_discarded();
+        self.classify(&instance.store, failure, "")
+    }
+
+    fn classify(
+        &self,
+        store: &Store<StoreState>,
+        failure: CallFailure,
+        prefix: &str,
+    ) -> PolicyError {
+        let deadline_ms = self.settings.deadline.as_millis();
+        let err = match failure {
+            CallFailure::TimedOut => {
+                return self.error(
+                    PolicyErrorKind::Deadline,
+                    format!("{prefix}ran past its deadline of {deadline_ms} ms while waiting on the host"),
+                );
+            }
+            CallFailure::Wasm(err) => err,
+        };
+        if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            return self.error(
+                PolicyErrorKind::Deadline,
+                format!("{prefix}ran past its deadline of {deadline_ms} ms"),
+            );
+        }
+        let mut message = format!("{prefix}{}", err.root_cause());
+        if let Some(frame) = err
+            .downcast_ref::<WasmBacktrace>()
+            .and_then(|bt| bt.frames().iter().find_map(|f| f.func_name()))
+        {
+            message.push_str(&format!(" in {frame}"));
+        }
+        let state = store.data();
+        if let Some(line) = state.output.last_line() {
+            message.push_str(&format!("; guest output: {line}"));
+        }
+        if state.limits.memory_refused() {
+            let limit_mib = self.memory_limit as f64 / f64::from(1 << 20);
+            return self.error(
+                PolicyErrorKind::Memory,
+                format!("exceeded its memory limit of {limit_mib} MiB ({message})"),
+            );
+        }
+        self.error(PolicyErrorKind::Trap, message)
+    }
+
+    fn error(&self, kind: PolicyErrorKind, message: String) -> PolicyError {
+        PolicyError {
+            policy: self.name.clone(),
+            kind,
+            message: truncate(&message, MAX_ERROR_BYTES).to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("name", &self.name)
+            .field("hash", &self.compiled.hash)
+            .field("settings", &self.settings)
+            .field("config_keys", &self.config.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Prepares a store for a call ending at `deadline`.
+fn arm(store: &mut Store<StoreState>, deadline: Instant) {
+    let state = store.data_mut();
+    state.deadline = deadline;
+    state.limits.reset_refusal();
+    store.set_epoch_deadline(1);
+}
+
+/// Why a guest call did not return a value.
+enum CallFailure {
+    /// The guest trapped or a host import failed.
+    Wasm(wasmtime::Error),
+    /// The deadline passed while the call waited on an async host operation
+    /// (epoch interruption only fires while guest code runs).
+    TimedOut,
+}
+
+/// Runs a guest call, giving up at `deadline` even when it waits on the host.
+async fn run_until<T>(
+    deadline: Instant,
+    call: impl Future<Output = wasmtime::Result<T>>,
+) -> Result<T, CallFailure> {
+    match tokio::time::timeout_at(deadline.into(), call).await {
+        Ok(result) => result.map_err(CallFailure::Wasm),
+        Err(_) => Err(CallFailure::TimedOut),
+    }
+}

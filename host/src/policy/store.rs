@@ -1,0 +1,170 @@
+//! The data of one instance's `Store`: the policy's identity and config, its
+//! limits and deadline, a deny-by-default WASI context, and the host imports
+//! (`log`, `config`, `now-ms`, counters).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::switchyard::policy::{host, types};
+use super::counters::CounterStore;
+use super::limits::Limits;
+use super::stdio::OutputTail;
+
+/// Longest log line a guest may write, in bytes; longer ones are cut.
+pub const MAX_LOG_BYTES: usize = 1024;
+
+/// Store data of one policy instance.
+pub struct StoreState {
+    policy: Arc<str>,
+    config: Arc<BTreeMap<String, String>>,
+    counters: Arc<dyn CounterStore>,
+    /// Memory and table limits (the store's `ResourceLimiter`).
+    pub limits: Limits,
+    /// When the current call must end; read by the epoch callback.
+    pub deadline: Instant,
+    /// What the guest printed lately.
+    pub output: OutputTail,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl StoreState {
+    /// Store data for one instance of `policy`.
+    pub fn new(
+        policy: Arc<str>,
+        config: Arc<BTreeMap<String, String>>,
+        counters: Arc<dyn CounterStore>,
+        memory_limit_bytes: u64,
+    ) -> StoreState {
+        let output = OutputTail::default();
+        StoreState {
+            policy,
+            config,
+            counters,
+            limits: Limits::new(memory_limit_bytes),
+            deadline: Instant::now(),
+            wasi: deny_by_default_wasi(&output),
+            output,
+            table: ResourceTable::new(),
+        }
+    }
+}
+
+/// WASI for guests that import it without needing it (every `wasm32-wasip2`
+/// build): no preopens, environment, arguments or network; stdin closed; stdout
+/// and stderr kept only as a short tail; clocks frozen at the epoch (the host's
+/// `now-ms` is the only clock). Randomness stays available (hash-map seeds).
+fn deny_by_default_wasi(output: &OutputTail) -> WasiCtx {
+    WasiCtx::builder()
+        .stdout(output.clone())
+        .stderr(output.clone())
+        .wall_clock(FrozenClock)
+        .monotonic_clock(FrozenClock)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build()
+}
+
+/// A clock that always reads zero.
+struct FrozenClock;
+
+impl HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for StoreState {}
+
+impl host::Host for StoreState {
+    fn log(&mut self, level: host::LogLevel, message: String) {
+        let message = truncate(&message, MAX_LOG_BYTES);
+        let policy = &*self.policy;
+        match level {
+            host::LogLevel::Trace => {
+                tracing::trace!(target: "switchyard::policy::guest", policy, "{message}")
+            }
+            host::LogLevel::Debug => {
+                tracing::debug!(target: "switchyard::policy::guest", policy, "{message}")
+            }
+            host::LogLevel::Info => {
+                tracing::info!(target: "switchyard::policy::guest", policy, "{message}")
+            }
+            host::LogLevel::Warn => {
+                tracing::warn!(target: "switchyard::policy::guest", policy, "{message}")
+            }
+            host::LogLevel::Error => {
+                tracing::error!(target: "switchyard::policy::guest", policy, "{message}")
+            }
+        }
+    }
+
+    fn config(&mut self, key: String) -> Option<String> {
+        self.config.get(&key).cloned()
+    }
+
+    fn now_ms(&mut self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    }
+
+    fn counter_add(&mut self, key: String, delta: i64) -> wasmtime::Result<i64> {
+        Ok(self.counters.add(&self.policy, &key, delta)?)
+    }
+
+    fn counter_get(&mut self, key: String) -> i64 {
+        self.counters.get(&self.policy, &key)
+    }
+}
+
+/// `text` cut to at most `max` bytes on a character boundary.
+pub(crate) fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate("héllo", 2), "h");
+        assert_eq!(truncate("héllo", 3), "hé");
+        assert_eq!(truncate("abc", 10), "abc");
+    }
+}

@@ -1,0 +1,199 @@
+//! Checks a policy's decision before the host acts on it: a plan may only name
+//! candidates the stage was given, each at most once; a rejection needs a real
+//! error status and a code; no string may be huge.
+
+use std::collections::HashMap;
+
+use super::types::{Candidate, Decision};
+
+/// Longest `reason`, `code` or `message` a decision may carry, in bytes.
+pub const MAX_TEXT_BYTES: usize = 4096;
+
+/// Candidate lists longer than this are indexed with a hash map.
+const LINEAR_SCAN_MAX: usize = 32;
+
+/// Checks `decision` against the `candidates` the policy was given. For a route,
+/// returns the position in `candidates` of each target, in plan order; for a
+/// reject, an empty list. The error says what is wrong.
+pub fn validate_decision(
+    decision: &Decision,
+    candidates: &[Candidate],
+) -> Result<Vec<usize>, String> {
+    match decision {
+        Decision::Route(plan) => {
+            check_text("reason", &plan.reason)?;
+            if plan.targets.len() > candidates.len() {
+                return Err(format!(
+                    "the plan names {} targets but the policy was given {} candidates",
+                    plan.targets.len(),
+                    candidates.len()
+                ));
+            }
+            let index: Option<HashMap<&str, usize>> =
+                (candidates.len() > LINEAR_SCAN_MAX).then(|| {
+                    candidates
+                        .iter()
+                        .enumerate()
+                        .rev()
+                        .map(|(i, c)| (c.upstream.as_str(), i))
+                        .collect()
+                });
+            let mut used = vec![false; candidates.len()];
+            let mut positions = Vec::with_capacity(plan.targets.len());
+            for (n, target) in plan.targets.iter().enumerate() {
+                if target.is_empty() {
+                    return Err(format!("target #{n} is an empty upstream name"));
+                }
+                let found = match &index {
+                    Some(index) => index.get(target.as_str()).copied(),
+                    None => candidates.iter().position(|c| c.upstream == *target),
+                };
+                let Some(i) = found else {
+                    return Err(format!(
+                        "target {:?} is not one of the candidates the policy was given",
+                        shorten(target)
+                    ));
+                };
+                if std::mem::replace(&mut used[i], true) {
+                    return Err(format!(
+                        "target {:?} appears more than once",
+                        shorten(target)
+                    ));
+                }
+                positions.push(i);
+            }
+            Ok(positions)
+        }
+        Decision::Reject(rejection) => {
+            if !(400..=599).contains(&rejection.status) {
+                return Err(format!(
+                    "reject status {} is outside 400..=599",
+                    rejection.status
+                ));
+            }
+            if rejection.code.is_empty() {
+                return Err("reject code is empty".to_owned());
+            }
+            check_text("code", &rejection.code)?;
+            check_text("message", &rejection.message)?;
+            Ok(Vec::new())
+        }
+    }
+}
+
+fn check_text(field: &str, text: &str) -> Result<(), String> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(format!(
+            "{field} is {} bytes long; the limit is {MAX_TEXT_BYTES}",
+            text.len()
+        ));
+    }
+    Ok(())
+}
+
+/// A name cut short enough for an error message.
+fn shorten(name: &str) -> &str {
+    super::store::truncate(name, 128)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::types::{Health, LiveState, Plan, ProviderKind, Rejection, RetryOn};
+
+    fn candidate(name: &str) -> Candidate {
+        Candidate {
+            upstream: name.to_owned(),
+            provider: ProviderKind::Mock,
+            region: String::new(),
+            jurisdiction: String::new(),
+            tags: Vec::new(),
+            upstream_model: String::new(),
+            input_per_mtok: 0.0,
+            output_per_mtok: 0.0,
+            state: LiveState {
+                health: Health::Healthy,
+                latency_ewma_ms: 0.0,
+                in_flight: 0,
+                error_rate: 0.0,
+                cooldown_remaining_ms: 0,
+                ratelimit_remaining_requests: None,
+                ratelimit_remaining_tokens: None,
+            },
+        }
+    }
+
+    fn route(targets: &[&str]) -> Decision {
+        Decision::Route(Plan {
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+            retry_on: RetryOn::all(),
+            reason: "r".to_owned(),
+        })
+    }
+
+    fn reject(status: u16, code: &str) -> Decision {
+        Decision::Reject(Rejection {
+            status,
+            code: code.to_owned(),
+            message: String::new(),
+        })
+    }
+
+    #[test]
+    fn plans_map_to_candidate_positions() {
+        let cands: Vec<_> = ["a", "b", "c"].into_iter().map(candidate).collect();
+        assert_eq!(
+            validate_decision(&route(&["c", "a"]), &cands).unwrap(),
+            vec![2, 0]
+        );
+        assert_eq!(
+            validate_decision(&route(&[]), &cands).unwrap(),
+            Vec::<usize>::new()
+        );
+    }
+
+    #[test]
+    fn bad_plans_say_what_is_wrong() {
+        let cands: Vec<_> = ["a", "b"].into_iter().map(candidate).collect();
+        let err = |d: Decision| validate_decision(&d, &cands).unwrap_err();
+        assert!(err(route(&["zz"])).contains("\"zz\" is not one of the candidates"));
+        assert!(err(route(&["a", "a"])).contains("more than once"));
+        assert!(err(route(&[""])).contains("empty"));
+        assert!(err(route(&["a", "b", "a"])).contains("3 targets"));
+        let long = Decision::Route(Plan {
+            targets: vec![],
+            retry_on: RetryOn::empty(),
+            reason: "x".repeat(MAX_TEXT_BYTES + 1),
+        });
+        assert!(err(long).contains("reason is 4097 bytes"));
+    }
+
+    #[test]
+    fn large_candidate_lists_use_the_index() {
+        let names: Vec<String> = (0..100).map(|i| format!("u{i}")).collect();
+        let cands: Vec<_> = names.iter().map(|n| candidate(n)).collect();
+        assert_eq!(
+            validate_decision(&route(&["u99", "u0"]), &cands).unwrap(),
+            vec![99, 0]
+        );
+        assert!(validate_decision(&route(&["u1", "u1"]), &cands).is_err());
+        assert!(validate_decision(&route(&["nope"]), &cands).is_err());
+    }
+
+    #[test]
+    fn rejections_need_an_error_status_and_a_code() {
+        assert!(validate_decision(&reject(403, "residency_violation"), &[]).is_ok());
+        assert!(validate_decision(&reject(599, "x"), &[]).is_ok());
+        assert!(
+            validate_decision(&reject(200, "x"), &[])
+                .unwrap_err()
+                .contains("200")
+        );
+        assert!(validate_decision(&reject(600, "x"), &[]).is_err());
+        assert!(
+            validate_decision(&reject(403, ""), &[])
+                .unwrap_err()
+                .contains("code is empty")
+        );
+    }
+}
