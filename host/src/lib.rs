@@ -20,5 +20,6 @@ pub mod gateway;
 pub mod guests;
 pub mod policy;
 pub mod provider;
+pub mod server;
 pub mod snapshot;
 pub mod upstream;

@@ -291,6 +291,9 @@ pub struct MockConfig {
     pub chunk_interval_ms: u64,
     /// Output tokens reported in `usage`.
     pub completion_tokens: u32,
+    /// The provider kind policies see for this simulated upstream (default `mock`),
+    /// so a demo can stand in for Azure, Bedrock or OpenAI.
+    pub simulates: Option<ProviderKind>,
 }
 
 impl Default for MockConfig {
@@ -303,6 +306,7 @@ impl Default for MockConfig {
             stream_chunks: 8,
             chunk_interval_ms: 0,
             completion_tokens: 16,
+            simulates: None,
         }
     }
 }

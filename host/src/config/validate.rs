@@ -63,7 +63,11 @@ pub(super) fn parse_with_lines(text: &str, source: Option<&Path>) -> Result<Conf
 
 fn line_of(text: &str, offset: usize) -> usize {
     let offset = offset.min(text.len());
-    text.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..offset]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 fn locate(text: &str, source: Option<&Path>, offset: Option<usize>) -> Location {
@@ -102,7 +106,11 @@ impl Checker<'_> {
 }
 
 /// Whole-config checks that serde cannot express.
-pub(super) fn check(config: &Config, _text: &str, source: Option<&Path>) -> Result<(), ConfigError> {
+pub(super) fn check(
+    config: &Config,
+    _text: &str,
+    source: Option<&Path>,
+) -> Result<(), ConfigError> {
     let c = Checker { source };
     check_server(&c, config)?;
     check_clients(&c, &config.clients)?;
@@ -118,13 +126,25 @@ fn check_server(c: &Checker, config: &Config) -> Result<(), ConfigError> {
         return Err(c.fail(0, "server.max_request_body_bytes", "must be greater than 0"));
     }
     if s.max_header_count == 0 || s.max_header_bytes == 0 {
-        return Err(c.fail(0, "server.max_header_count", "header limits must be greater than 0"));
+        return Err(c.fail(
+            0,
+            "server.max_header_count",
+            "header limits must be greater than 0",
+        ));
     }
     if s.h2_max_concurrent_streams == 0 || s.max_connections == 0 {
-        return Err(c.fail(0, "server", "connection and stream limits must be greater than 0"));
+        return Err(c.fail(
+            0,
+            "server",
+            "connection and stream limits must be greater than 0",
+        ));
     }
     if config.engine.max_instances == 0 || config.engine.max_memory_mib == 0 {
-        return Err(c.fail(0, "engine", "max_instances and max_memory_mib must be greater than 0"));
+        return Err(c.fail(
+            0,
+            "engine",
+            "max_instances and max_memory_mib must be greater than 0",
+        ));
     }
     Ok(())
 }
@@ -135,7 +155,11 @@ fn check_clients(c: &Checker, clients: &[ClientConfig]) -> Result<(), ConfigErro
         let key = format!("client \"{}\".key_sha256", client.name);
         let digest = client.key_sha256.trim();
         if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(c.fail(client.line, key, "must be 64 hex digits (the SHA-256 of the key)"));
+            return Err(c.fail(
+                client.line,
+                key,
+                "must be 64 hex digits (the SHA-256 of the key)",
+            ));
         }
         if !keys.insert(digest.to_ascii_lowercase()) {
             return Err(c.fail(client.line, key, "the same key is configured twice"));
@@ -155,29 +179,48 @@ fn check_upstreams(c: &Checker, upstreams: &[UpstreamConfig]) -> Result<(), Conf
             return Err(c.fail(up.line, at("name"), "another upstream has this name"));
         }
         if up.models.is_empty() {
-            return Err(c.fail(up.line, at("models"), "an upstream must serve at least one model"));
+            return Err(c.fail(
+                up.line,
+                at("models"),
+                "an upstream must serve at least one model",
+            ));
         }
         if let Some(endpoint) = &up.endpoint {
-            let ok = endpoint
-                .parse::<http::Uri>()
-                .ok()
-                .filter(|uri| matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some());
+            let ok = endpoint.parse::<http::Uri>().ok().filter(|uri| {
+                matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some()
+            });
             if ok.is_none() {
-                return Err(c.fail(up.line, at("endpoint"), "must be an http:// or https:// URL"));
+                return Err(c.fail(
+                    up.line,
+                    at("endpoint"),
+                    "must be an http:// or https:// URL",
+                ));
             }
         }
         for (model, cfg) in &up.models {
             if cfg.input_per_mtok < 0.0 || cfg.output_per_mtok < 0.0 {
-                return Err(c.fail(up.line, at(&format!("models.\"{model}\"")), "prices must not be negative"));
+                return Err(c.fail(
+                    up.line,
+                    at(&format!("models.\"{model}\"")),
+                    "prices must not be negative",
+                ));
             }
         }
         let auth = up.effective_auth();
         match (up.provider, auth) {
             (ProviderKind::AzureOpenai, _) if up.endpoint.is_none() => {
-                return Err(c.fail(up.line, at("endpoint"), "azure-openai needs the resource endpoint"));
+                return Err(c.fail(
+                    up.line,
+                    at("endpoint"),
+                    "azure-openai needs the resource endpoint",
+                ));
             }
             (ProviderKind::Bedrock, _) if up.endpoint.is_none() && up.region.is_empty() => {
-                return Err(c.fail(up.line, at("region"), "bedrock needs a region (or an endpoint)"));
+                return Err(c.fail(
+                    up.line,
+                    at("region"),
+                    "bedrock needs a region (or an endpoint)",
+                ));
             }
             (ProviderKind::Bedrock, UpstreamAuth::Sigv4) if up.region.is_empty() => {
                 return Err(c.fail(up.line, at("region"), "SigV4 signing needs the region"));
@@ -186,19 +229,35 @@ fn check_upstreams(c: &Checker, upstreams: &[UpstreamConfig]) -> Result<(), Conf
                 return Err(c.fail(up.line, at("auth"), "sigv4 is only for bedrock upstreams"));
             }
             (p, UpstreamAuth::Entra) if p != ProviderKind::AzureOpenai => {
-                return Err(c.fail(up.line, at("auth"), "entra is only for azure-openai upstreams"));
+                return Err(c.fail(
+                    up.line,
+                    at("auth"),
+                    "entra is only for azure-openai upstreams",
+                ));
             }
             (_, UpstreamAuth::ApiKey | UpstreamAuth::Entra) if up.api_key_env.is_none() => {
-                return Err(c.fail(up.line, at("api_key_env"), "name the environment variable that holds the key"));
+                return Err(c.fail(
+                    up.line,
+                    at("api_key_env"),
+                    "name the environment variable that holds the key",
+                ));
             }
             _ => {}
         }
         match (&up.mock, up.provider) {
             (Some(_), p) if p != ProviderKind::Mock => {
-                return Err(c.fail(up.line, at("mock"), "only mock upstreams take mock settings"));
+                return Err(c.fail(
+                    up.line,
+                    at("mock"),
+                    "only mock upstreams take mock settings",
+                ));
             }
             (Some(mock), _) if !(0.0..=1.0).contains(&mock.error_rate) => {
-                return Err(c.fail(up.line, at("mock.error_rate"), "must be between 0.0 and 1.0"));
+                return Err(c.fail(
+                    up.line,
+                    at("mock.error_rate"),
+                    "must be between 0.0 and 1.0",
+                ));
             }
             (Some(mock), _) if !(100..=599).contains(&mock.error_status) => {
                 return Err(c.fail(up.line, at("mock.error_status"), "must be an HTTP status"));
@@ -226,7 +285,10 @@ fn check_policies(c: &Checker, config: &Config) -> Result<(), ConfigError> {
             return Err(c.fail(
                 policy.line,
                 at("memory_limit_mib"),
-                format!("must be between 1 and engine.max_memory_mib ({})", config.engine.max_memory_mib),
+                format!(
+                    "must be between 1 and engine.max_memory_mib ({})",
+                    config.engine.max_memory_mib
+                ),
             ));
         }
         if policy.max_uses == 0 {
@@ -249,16 +311,28 @@ fn check_routes(c: &Checker, config: &Config) -> Result<(), ConfigError> {
         }
         for glob in &route.models {
             if let Err(err) = globset::Glob::new(glob) {
-                return Err(c.fail(route.line, at("models"), format!("bad glob {glob:?}: {}", err.kind())));
+                return Err(c.fail(
+                    route.line,
+                    at("models"),
+                    format!("bad glob {glob:?}: {}", err.kind()),
+                ));
             }
         }
         let mut seen = HashSet::new();
         for name in &route.policies {
             if !policies.contains(name.as_str()) {
-                return Err(c.fail(route.line, at("policies"), format!("no [[policy]] named {name:?}")));
+                return Err(c.fail(
+                    route.line,
+                    at("policies"),
+                    format!("no [[policy]] named {name:?}"),
+                ));
             }
             if !seen.insert(name.as_str()) {
-                return Err(c.fail(route.line, at("policies"), format!("{name:?} appears twice in the chain")));
+                return Err(c.fail(
+                    route.line,
+                    at("policies"),
+                    format!("{name:?} appears twice in the chain"),
+                ));
             }
         }
     }

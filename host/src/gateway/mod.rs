@@ -1,1 +1,437 @@
-//! The client-facing data path.
+//! The client-facing data path. One request goes through these stages, each its
+//! own module:
+//!
+//! 1. [`listener`]: accept, HTTP/1.1 or h2, client limits.
+//! 2. [`auth`]: gateway key → tenant (401).
+//! 3. [`request_view`]: bounded body read and the view of the JSON (400/413).
+//! 4. [`route`]: first matching route (404).
+//! 5. the route's policy chain ([`crate::policy::Chain`]): an ordered plan or a reject.
+//! 6. [`execute`]: attempt the plan's targets with fallback (429/502/504).
+//! 7. [`stream`]: forward the response unbuffered, read `usage` on the way.
+//! 8. [`outcome`]: metrics, health, access log, policy `observe`.
+//!
+//! [`response`] holds the error shape and the `x-switchyard-*` headers.
+
+pub mod auth;
+pub mod execute;
+pub mod listener;
+pub mod outcome;
+pub mod request_view;
+pub mod response;
+pub mod route;
+pub mod stream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Body;
+use tokio::time::Instant;
+
+use self::execute::{Attempt, Fallback, execute};
+use self::outcome::{Ending, OutcomeSink, PendingOutcome};
+use self::request_view::{BodyError, RequestView, read_bounded};
+use self::response::{GatewayBody, GatewayError, Stamp, is_hop_by_hop, stamp};
+use crate::admin::Metrics;
+use crate::policy::types::{Request as PolicyRequest, RetryOn};
+use crate::policy::{ChainOutcome, Policy, PolicyErrorKind, StageObserver};
+use crate::provider::Operation;
+use crate::snapshot::{Serving, Snapshot};
+
+/// Headers a policy never sees and an upstream never receives from the client.
+const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "api-key", "cookie", "proxy-authorization"];
+
+/// The gateway's request handler: the current snapshot plus what outlives snapshots.
+pub struct Gateway {
+    snapshot: ArcSwap<Snapshot>,
+    outcomes: Arc<OutcomeSink>,
+}
+
+impl Gateway {
+    /// A gateway serving `snapshot`; must be called within a tokio runtime.
+    pub fn new(snapshot: Snapshot, metrics: Arc<Metrics>) -> Gateway {
+        Gateway {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            outcomes: OutcomeSink::start(metrics),
+        }
+    }
+
+    /// The snapshot new requests run on.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Installs a new snapshot: requests in flight finish on the old one.
+    pub fn install(&self, snapshot: Snapshot) {
+        self.snapshot.store(Arc::new(snapshot));
+    }
+
+    /// The gateway's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        self.outcomes.metrics()
+    }
+
+    /// Serves one client request.
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<GatewayBody>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: std::fmt::Display,
+    {
+        let mut ctx = RequestContext {
+            snapshot: self.snapshot.load_full(),
+            request_id: request_id(request.headers()),
+            started: Instant::now(),
+            route: None,
+            tenant: None,
+            model: String::new(),
+            attempts: 0,
+        };
+        match self.serve(&mut ctx, request).await {
+            Ok(response) => response,
+            Err(err) => {
+                let status = err.status.as_u16();
+                let mut response = err.into_response();
+                stamp(response.headers_mut(), &ctx.stamp(None));
+                ctx.pending(self.outcomes.clone(), status)
+                    .finish(None, Ending::Complete);
+                response
+            }
+        }
+    }
+
+    async fn serve<B>(
+        &self,
+        ctx: &mut RequestContext,
+        request: Request<B>,
+    ) -> Result<Response<GatewayBody>, GatewayError>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: std::fmt::Display,
+    {
+        let snapshot = ctx.snapshot.clone();
+        let (parts, body) = request.into_parts();
+        let operation = match (&parts.method, parts.uri.path()) {
+            (&Method::POST, "/v1/chat/completions") => Operation::ChatCompletions,
+            (&Method::POST, "/v1/embeddings") => Operation::Embeddings,
+            (&Method::GET, "/v1/models") => {
+                authenticate(&snapshot, &parts.headers)?;
+                return Ok(self.models(ctx, &snapshot));
+            }
+            (_, path) => {
+                return Err(GatewayError::no_route(
+                    StatusCode::NOT_FOUND,
+                    format!("no route for {} {path}", parts.method),
+                ));
+            }
+        };
+
+        ctx.tenant = authenticate(&snapshot, &parts.headers)?;
+
+        let limit = snapshot.config.server.max_request_body_bytes;
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let body = read_bounded(body, declared, limit)
+            .await
+            .map_err(body_error)?;
+        let view = RequestView::parse(body).map_err(body_error)?;
+        ctx.model = view.model().to_string();
+
+        let path = parts.uri.path();
+        let Some(route_index) = snapshot
+            .routes
+            .iter()
+            .position(|route| route.matches(path, view.model(), &parts.headers))
+        else {
+            return Err(GatewayError::no_route(
+                StatusCode::NOT_FOUND,
+                format!("no route serves model {:?} on {path}", view.model()),
+            ));
+        };
+        ctx.route = Some(route_index);
+        let route = &snapshot.routes[route_index];
+
+        let servings = snapshot
+            .models
+            .get(view.model())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if servings.is_empty() {
+            return Err(GatewayError::new(
+                StatusCode::NOT_FOUND,
+                "model_not_found",
+                format!("no upstream serves model {:?}", view.model()),
+            ));
+        }
+
+        let (targets, fallback) = if route.chain.stages().is_empty() {
+            (servings.iter().collect::<Vec<_>>(), Fallback::ALL)
+        } else {
+            let request = policy_request(ctx, &parts, &view, route_index);
+            let candidates = servings.iter().map(|s| snapshot.candidate(s)).collect();
+            let observer = MetricsObserver(self.metrics());
+            match route.chain.run(&request, candidates, &observer).await {
+                ChainOutcome::Route(plan) => {
+                    let targets = plan
+                        .targets
+                        .iter()
+                        .filter_map(|c| {
+                            servings
+                                .iter()
+                                .find(|s| *snapshot.upstreams[s.upstream].name == *c.upstream)
+                        })
+                        .collect::<Vec<_>>();
+                    (targets, fallback_from(plan.retry_on))
+                }
+                ChainOutcome::Reject { policy, rejection } => {
+                    let status =
+                        StatusCode::from_u16(rejection.status).unwrap_or(StatusCode::FORBIDDEN);
+                    let message = if rejection.message.is_empty() {
+                        format!("rejected by policy {policy:?}")
+                    } else {
+                        rejection.message
+                    };
+                    return Err(GatewayError::new(status, rejection.code, message));
+                }
+                ChainOutcome::Failed(err) => {
+                    return Err(GatewayError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "policy_error",
+                        format!(
+                            "routing policy {:?} failed ({})",
+                            &*err.policy,
+                            err.kind.as_str()
+                        ),
+                    ));
+                }
+            }
+        };
+        if targets.is_empty() {
+            return Err(GatewayError::no_route(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the routing policies left no upstream for model {:?}",
+                    view.model()
+                ),
+            ));
+        }
+
+        let forward = forward_headers(&parts.headers);
+        let executed = execute(Attempt {
+            snapshot: &snapshot,
+            targets: &targets,
+            fallback,
+            view: &view,
+            operation,
+            headers: &forward,
+            request_id: &ctx.request_id,
+            started: ctx.started,
+            metrics: self.metrics(),
+        })
+        .await;
+        ctx.attempts = executed.attempts;
+        let committed = executed.result?;
+
+        let serving: &Serving = targets[committed.target];
+        let upstream = &snapshot.upstreams[serving.upstream];
+        let mut parts = committed.parts;
+        let hop: Vec<_> = parts
+            .headers
+            .keys()
+            .filter(|n| is_hop_by_hop(n))
+            .cloned()
+            .collect();
+        for name in hop {
+            parts.headers.remove(name);
+        }
+        stamp(&mut parts.headers, &ctx.stamp(Some(&upstream.name)));
+        let sse = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let mut pending = ctx.pending(self.outcomes.clone(), parts.status.as_u16());
+        pending.upstream = Some(serving.upstream);
+        pending.prices = (serving.input_per_mtok, serving.output_per_mtok);
+        pending.time_to_first_byte = Some(committed.time_to_first_byte);
+        let idle = Duration::from_millis(snapshot.config.server.idle_timeout_ms);
+        let body = stream::ResponseStream::new(committed.first, committed.body, sse, idle, pending);
+        Ok(Response::from_parts(
+            parts,
+            GatewayBody::Stream(Box::new(body)),
+        ))
+    }
+
+    fn models(&self, ctx: &RequestContext, snapshot: &Snapshot) -> Response<GatewayBody> {
+        let mut names: Vec<&String> = snapshot.models.keys().collect();
+        names.sort();
+        let data: Vec<_> = names
+            .iter()
+            .map(|id| serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": "switchyard"}))
+            .collect();
+        let body = serde_json::to_vec(&serde_json::json!({"object": "list", "data": data}))
+            .expect("JSON value");
+        let mut response = Response::new(GatewayBody::full(body));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        stamp(response.headers_mut(), &ctx.stamp(None));
+        response
+    }
+}
+
+/// What is known about a request as it goes through the stages.
+struct RequestContext {
+    snapshot: Arc<Snapshot>,
+    request_id: String,
+    started: Instant,
+    route: Option<usize>,
+    tenant: Option<Arc<str>>,
+    model: String,
+    attempts: u32,
+}
+
+impl RequestContext {
+    fn stamp<'a>(&'a self, upstream: Option<&'a str>) -> Stamp<'a> {
+        Stamp {
+            request_id: &self.request_id,
+            policy: self
+                .route
+                .map(|i| self.snapshot.routes[i].chain.header_value())
+                .filter(|v| !v.is_empty()),
+            upstream,
+            attempts: self.attempts,
+        }
+    }
+
+    fn pending(&self, sink: Arc<OutcomeSink>, status: u16) -> PendingOutcome {
+        PendingOutcome {
+            sink,
+            snapshot: self.snapshot.clone(),
+            route: self.route,
+            request_id: self.request_id.clone(),
+            tenant: self.tenant.clone(),
+            model: self.model.clone(),
+            started: self.started,
+            upstream: None,
+            prices: (0.0, 0.0),
+            status,
+            attempts: self.attempts,
+            time_to_first_byte: None,
+        }
+    }
+}
+
+fn authenticate(
+    snapshot: &Snapshot,
+    headers: &HeaderMap,
+) -> Result<Option<Arc<str>>, GatewayError> {
+    match snapshot.clients.authenticate(headers) {
+        Ok(who) => Ok(who.and_then(|w| w.tenant.clone())),
+        Err(err) => Err(GatewayError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            err.to_string(),
+        )),
+    }
+}
+
+fn body_error(err: BodyError) -> GatewayError {
+    match err {
+        BodyError::TooLarge { .. } => GatewayError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            err.to_string(),
+        ),
+        BodyError::MissingModel(_) => {
+            GatewayError::new(StatusCode::BAD_REQUEST, "missing_model", err.to_string())
+        }
+        BodyError::InvalidJson(_) | BodyError::Read(_) => {
+            GatewayError::invalid_json(err.to_string())
+        }
+    }
+}
+
+/// The client's request id when it sent a sane one, else a new UUID.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(response::REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Client headers passed on to the upstream: everything but credentials, hop-by-hop
+/// headers and what the adapter sets itself.
+fn forward_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut forward = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let skip = is_hop_by_hop(name)
+            || CREDENTIAL_HEADERS.contains(&name.as_str())
+            || matches!(
+                name.as_str(),
+                "host" | "content-length" | "accept-encoding" | "x-request-id" | "expect"
+            )
+            || name.as_str().starts_with("x-switchyard-");
+        if !skip {
+            forward.append(name, value.clone());
+        }
+    }
+    forward
+}
+
+fn policy_request(
+    ctx: &RequestContext,
+    parts: &http::request::Parts,
+    view: &RequestView,
+    route: usize,
+) -> PolicyRequest {
+    let route = &ctx.snapshot.routes[route];
+    let headers = parts
+        .headers
+        .iter()
+        .filter(|(name, _)| !CREDENTIAL_HEADERS.contains(&name.as_str()))
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
+        })
+        .collect();
+    PolicyRequest {
+        id: ctx.request_id.clone(),
+        method: parts.method.as_str().to_string(),
+        path: parts.uri.path().to_string(),
+        model: view.model().to_string(),
+        streaming: view.streaming(),
+        tenant: ctx.tenant.as_deref().map(str::to_string),
+        headers,
+        body_bytes: view.body_len() as u64,
+        input_tokens_estimate: view.input_tokens_estimate(),
+        max_output_tokens: view.max_output_tokens(),
+        route: route.name.to_string(),
+        labels: route.labels.clone(),
+    }
+}
+
+fn fallback_from(retry_on: RetryOn) -> Fallback {
+    Fallback {
+        connect_error: retry_on.contains(RetryOn::CONNECT_ERROR),
+        timeout: retry_on.contains(RetryOn::TIMEOUT),
+        rate_limited: retry_on.contains(RetryOn::RATE_LIMITED),
+        server_error: retry_on.contains(RetryOn::SERVER_ERROR),
+    }
+}
+
+/// Records each policy stage in the metrics.
+struct MetricsObserver<'a>(&'a Metrics);
+
+impl StageObserver for MetricsObserver<'_> {
+    fn stage_finished(&self, policy: &Policy, elapsed: Duration, error: Option<PolicyErrorKind>) {
+        self.0.policy_decision(policy.name(), elapsed);
+        if let Some(kind) = error {
+            self.0.policy_error(policy.name(), kind.as_str());
+        }
+    }
+}

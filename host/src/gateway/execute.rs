@@ -1,0 +1,261 @@
+//! Plan execution: try the plan's targets in order, falling back only on the
+//! failures the plan allows and only before the first response byte has gone to
+//! the client.
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, response};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use tokio::time::Instant;
+
+use super::request_view::RequestView;
+use super::response::GatewayError;
+use crate::admin::Metrics;
+use crate::provider::{AttemptError, Operation, UpstreamBody, UpstreamCall};
+use crate::snapshot::{Serving, Snapshot};
+use crate::upstream::health::{AttemptOutcome, retry_after};
+
+/// Which attempt failures allow the next target (the plan's `retry-on` flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fallback {
+    /// Connection or TLS failures.
+    pub connect_error: bool,
+    /// No response headers or first byte in time.
+    pub timeout: bool,
+    /// 429 answers.
+    pub rate_limited: bool,
+    /// 5xx answers and connections that broke before the headers.
+    pub server_error: bool,
+}
+
+impl Fallback {
+    /// Fall back on every failure.
+    pub const ALL: Fallback = Fallback {
+        connect_error: true,
+        timeout: true,
+        rate_limited: true,
+        server_error: true,
+    };
+
+    fn allows(self, failure: &Failure) -> bool {
+        match failure {
+            Failure::Connect => self.connect_error,
+            Failure::Timeout => self.timeout,
+            Failure::RateLimited(_) => self.rate_limited,
+            Failure::ServerError(_) | Failure::Broken => self.server_error,
+        }
+    }
+}
+
+/// A failed attempt.
+#[derive(Debug)]
+enum Failure {
+    Connect,
+    Timeout,
+    RateLimited(Option<std::time::Duration>),
+    ServerError(StatusCode),
+    Broken,
+}
+
+impl Failure {
+    fn health(&self) -> AttemptOutcome {
+        match self {
+            Failure::Connect => AttemptOutcome::ConnectError,
+            Failure::Timeout => AttemptOutcome::Timeout,
+            Failure::RateLimited(retry_after) => AttemptOutcome::RateLimited {
+                retry_after: *retry_after,
+            },
+            Failure::ServerError(_) => AttemptOutcome::ServerError,
+            Failure::Broken => AttemptOutcome::Broken,
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Failure::Connect => "connect-error",
+            Failure::Timeout => "timeout",
+            Failure::RateLimited(_) => "rate-limited",
+            Failure::ServerError(_) => "server-error",
+            Failure::Broken => "broken",
+        }
+    }
+}
+
+/// An upstream response the gateway committed to: its first frame has been read.
+pub struct Committed {
+    /// Index of the serving target in the plan.
+    pub target: usize,
+    /// Status and headers.
+    pub parts: response::Parts,
+    /// The first frame (None when the body was empty).
+    pub first: Option<Frame<Bytes>>,
+    /// The rest of the body.
+    pub body: UpstreamBody,
+    /// Time from the request's arrival to the first byte.
+    pub time_to_first_byte: std::time::Duration,
+}
+
+/// The result of running a plan.
+pub struct Executed {
+    /// Attempts made.
+    pub attempts: u32,
+    /// The committed response, or the error for the client.
+    pub result: Result<Committed, GatewayError>,
+}
+
+/// One request's inputs to plan execution.
+pub struct Attempt<'a> {
+    /// The snapshot serving the request.
+    pub snapshot: &'a Snapshot,
+    /// The plan's targets, in order.
+    pub targets: &'a [&'a Serving],
+    /// The plan's fallback rules.
+    pub fallback: Fallback,
+    /// The request body's view.
+    pub view: &'a RequestView,
+    /// The endpoint called.
+    pub operation: Operation,
+    /// Client headers to forward.
+    pub headers: &'a HeaderMap,
+    /// The request id.
+    pub request_id: &'a str,
+    /// When the request arrived.
+    pub started: Instant,
+    /// Where attempts are counted.
+    pub metrics: &'a Metrics,
+}
+
+/// Runs the plan.
+pub async fn execute(attempt: Attempt<'_>) -> Executed {
+    let mut failures: Vec<(usize, Failure)> = Vec::new();
+    for (index, serving) in attempt.targets.iter().enumerate() {
+        let upstream = &attempt.snapshot.upstreams[serving.upstream];
+        if index > 0 {
+            attempt.metrics.fallback();
+        }
+        let _in_flight = upstream.health.start_attempt();
+        let sent = Instant::now();
+        let deadline = sent + upstream.first_byte_timeout;
+        let call = UpstreamCall {
+            operation: attempt.operation,
+            upstream_model: &serving.upstream_model,
+            body: attempt.view.body_for_model(&serving.upstream_model),
+            streaming: attempt.view.streaming(),
+            headers: attempt.headers,
+            request_id: attempt.request_id,
+        };
+        let failure = match tokio::time::timeout_at(deadline, upstream.adapter.send(call)).await {
+            Err(_) => Failure::Timeout,
+            Ok(Err(err)) => classify(&err),
+            Ok(Ok(response)) => {
+                let status = response.status();
+                upstream.health.observe_headers(response.headers());
+                if status == StatusCode::TOO_MANY_REQUESTS {
+                    Failure::RateLimited(retry_after(response.headers()))
+                } else if status.is_server_error() {
+                    Failure::ServerError(status)
+                } else {
+                    let (parts, mut body) = response.into_parts();
+                    match tokio::time::timeout_at(deadline, body.frame()).await {
+                        Err(_) => Failure::Timeout,
+                        Ok(Some(Err(_))) => Failure::Broken,
+                        Ok(first) => {
+                            let first = first.map(|frame| frame.expect("errors handled above"));
+                            let outcome = if status.is_client_error() {
+                                ("client-error", AttemptOutcome::ClientError)
+                            } else {
+                                ("success", AttemptOutcome::Success)
+                            };
+                            upstream.health.record(outcome.1, sent.elapsed());
+                            attempt.metrics.attempt(&upstream.name, outcome.0);
+                            return Executed {
+                                attempts: index as u32 + 1,
+                                result: Ok(Committed {
+                                    target: index,
+                                    parts,
+                                    first,
+                                    body,
+                                    time_to_first_byte: attempt.started.elapsed(),
+                                }),
+                            };
+                        }
+                    }
+                }
+            }
+        };
+        upstream.health.record(failure.health(), sent.elapsed());
+        attempt.metrics.attempt(&upstream.name, failure.label());
+        tracing::debug!(
+            request_id = attempt.request_id,
+            upstream = &*upstream.name,
+            failure = failure.label(),
+            "upstream attempt failed"
+        );
+        let allowed = attempt.fallback.allows(&failure);
+        failures.push((serving.upstream, failure));
+        if !allowed {
+            break;
+        }
+    }
+    Executed {
+        attempts: failures.len() as u32,
+        result: Err(exhausted(attempt.snapshot, &failures)),
+    }
+}
+
+/// A failure before anything reached the upstream (connect, or a request that
+/// could not be built) counts as a connect error; one after as a broken attempt.
+fn classify(err: &AttemptError) -> Failure {
+    if err.is_retry_safe() {
+        Failure::Connect
+    } else {
+        Failure::Broken
+    }
+}
+
+/// The client's answer when no attempt produced a response.
+fn exhausted(snapshot: &Snapshot, failures: &[(usize, Failure)]) -> GatewayError {
+    let Some((last_upstream, last)) = failures.last() else {
+        return GatewayError::no_route(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the plan has no upstream to try",
+        );
+    };
+    let attempts = failures.len();
+    let name = &snapshot.upstreams[*last_upstream].name;
+    let rate_limited: Vec<_> = failures
+        .iter()
+        .filter_map(|(_, f)| match f {
+            Failure::RateLimited(after) => Some(*after),
+            _ => None,
+        })
+        .collect();
+    if rate_limited.len() == attempts {
+        let wait = rate_limited
+            .iter()
+            .flatten()
+            .min()
+            .copied()
+            .unwrap_or_default();
+        let mut err = GatewayError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("every upstream tried ({attempts}) is rate-limited; retry later"),
+        );
+        err.retry_after_secs = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
+        return err;
+    }
+    let detail = match last {
+        Failure::Connect => format!("could not connect to {name}"),
+        Failure::Timeout => format!("{name} did not answer in time"),
+        Failure::RateLimited(_) => format!("{name} is rate-limited"),
+        Failure::ServerError(status) => format!("{name} answered {}", status.as_u16()),
+        Failure::Broken => format!("the connection to {name} broke"),
+    };
+    let message = format!("{attempts} upstream attempt(s) failed; last: {detail}");
+    if matches!(last, Failure::Timeout) {
+        GatewayError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", message)
+    } else {
+        GatewayError::new(StatusCode::BAD_GATEWAY, "upstream_error", message)
+    }
+}

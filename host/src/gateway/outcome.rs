@@ -1,0 +1,202 @@
+//! The end of a request: metrics, health, the access log line and the policies'
+//! `observe` calls, which run on a bounded queue off the response path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::admin::Metrics;
+use crate::policy::types::Outcome;
+use crate::snapshot::Snapshot;
+use crate::upstream::health::AttemptOutcome;
+
+/// Outcomes waiting for `observe` before new ones are dropped (and counted).
+const OBSERVE_QUEUE: usize = 4096;
+
+/// Token counts from an upstream's `usage`.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub struct Usage {
+    /// Input tokens.
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    /// Output tokens.
+    #[serde(default)]
+    pub completion_tokens: u64,
+}
+
+/// How a response body ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The whole response reached the client.
+    Complete,
+    /// The upstream broke off mid-body.
+    Broken,
+    /// The client disconnected before the end.
+    ClientGone,
+}
+
+impl Ending {
+    fn as_str(self) -> &'static str {
+        match self {
+            Ending::Complete => "complete",
+            Ending::Broken => "upstream-broken",
+            Ending::ClientGone => "client-gone",
+        }
+    }
+}
+
+/// Where finished requests are reported: metrics and the observe queue.
+pub struct OutcomeSink {
+    metrics: Arc<Metrics>,
+    observe: mpsc::Sender<ObserveJob>,
+}
+
+struct ObserveJob {
+    snapshot: Arc<Snapshot>,
+    route: usize,
+    outcome: Outcome,
+}
+
+impl OutcomeSink {
+    /// Starts the observe worker on the current tokio runtime.
+    pub fn start(metrics: Arc<Metrics>) -> Arc<OutcomeSink> {
+        let (tx, rx) = mpsc::channel(OBSERVE_QUEUE);
+        tokio::spawn(observe_worker(rx, metrics.clone()));
+        Arc::new(OutcomeSink {
+            metrics,
+            observe: tx,
+        })
+    }
+
+    /// The gateway's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}
+
+async fn observe_worker(mut rx: mpsc::Receiver<ObserveJob>, metrics: Arc<Metrics>) {
+    while let Some(job) = rx.recv().await {
+        let route = &job.snapshot.routes[job.route];
+        for policy in route.chain.stages() {
+            if let Err(err) = policy.observe(&job.outcome).await {
+                metrics.policy_error(policy.name(), err.kind.as_str());
+                tracing::warn!(policy = policy.name(), error = %err, "policy observe failed");
+            }
+        }
+    }
+}
+
+/// Everything known about a request that is needed once it ends.
+pub struct PendingOutcome {
+    /// Where to report.
+    pub sink: Arc<OutcomeSink>,
+    /// The snapshot the request ran on.
+    pub snapshot: Arc<Snapshot>,
+    /// Index of the matched route in the snapshot.
+    pub route: Option<usize>,
+    /// The request id.
+    pub request_id: String,
+    /// The client's tenant.
+    pub tenant: Option<Arc<str>>,
+    /// The requested model ("" when none).
+    pub model: String,
+    /// When the request arrived.
+    pub started: Instant,
+    /// Index of the serving upstream in the snapshot, when one answered.
+    pub upstream: Option<usize>,
+    /// Prices per million tokens (input, output) of the serving candidate.
+    pub prices: (f64, f64),
+    /// Status sent to the client.
+    pub status: u16,
+    /// Upstream attempts made.
+    pub attempts: u32,
+    /// Time from arrival to the upstream's first body byte.
+    pub time_to_first_byte: Option<Duration>,
+}
+
+impl PendingOutcome {
+    /// Reports the request: metrics, health, access log, and `observe`.
+    pub fn finish(self, usage: Option<Usage>, ending: Ending) {
+        let latency = self.started.elapsed();
+        let metrics = &self.sink.metrics;
+        let route_name = self
+            .route
+            .map(|i| &*self.snapshot.routes[i].name)
+            .unwrap_or("none");
+        let upstream = self.upstream.map(|i| &self.snapshot.upstreams[i]);
+        let upstream_name = upstream.map(|u| &*u.name);
+        let usage = usage.unwrap_or_default();
+        let cost = (usage.prompt_tokens as f64 * self.prices.0
+            + usage.completion_tokens as f64 * self.prices.1)
+            / 1e6;
+
+        metrics.request_finished(route_name, upstream_name, self.status, latency);
+        if let Some(upstream) = upstream {
+            if ending == Ending::Broken {
+                upstream.health.record(AttemptOutcome::Broken, latency);
+            }
+            metrics.tokens(
+                &upstream.name,
+                &self.model,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+            );
+            metrics.cost(&upstream.name, &self.model, self.tenant.as_deref(), cost);
+        }
+        if let Some(ttfb) = self.time_to_first_byte {
+            metrics.time_to_first_token(ttfb);
+        }
+
+        let policy = self
+            .route
+            .map(|i| self.snapshot.routes[i].chain.header_value())
+            .unwrap_or("");
+        tracing::info!(
+            target: "switchyard::access",
+            request_id = %self.request_id,
+            tenant = self.tenant.as_deref().unwrap_or("-"),
+            route = route_name,
+            policy,
+            model = %self.model,
+            upstream = upstream_name.unwrap_or("-"),
+            attempts = self.attempts,
+            status = self.status,
+            latency_ms = latency.as_secs_f64() * 1e3,
+            tokens_in = usage.prompt_tokens,
+            tokens_out = usage.completion_tokens,
+            ending = ending.as_str(),
+        );
+
+        let Some(route) = self.route else { return };
+        if self.snapshot.routes[route].chain.stages().is_empty() {
+            return;
+        }
+        let outcome = Outcome {
+            request_id: self.request_id,
+            route: route_name.to_string(),
+            tenant: self.tenant.as_deref().map(str::to_string),
+            model: self.model,
+            upstream: upstream_name.map(str::to_string),
+            status: self.status,
+            attempts: self.attempts,
+            latency_ms: u32::try_from(latency.as_millis()).unwrap_or(u32::MAX),
+            time_to_first_token_ms: self
+                .time_to_first_byte
+                .map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
+            tokens_in: u32::try_from(usage.prompt_tokens).unwrap_or(u32::MAX),
+            tokens_out: u32::try_from(usage.completion_tokens).unwrap_or(u32::MAX),
+            cost_usd: cost,
+        };
+        let job = ObserveJob {
+            snapshot: self.snapshot.clone(),
+            route,
+            outcome,
+        };
+        if self.sink.observe.try_send(job).is_err() {
+            metrics.observe_dropped();
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! The bounded body read and the request view: what the gateway and its policies
+//! need to know about a request body, taken in one pass over the JSON.
+//!
+//! The body is parsed shallowly: each top-level member is kept as a raw slice of
+//! the original bytes. Reading `model`, `stream` and the token limits needs no
+//! second parse, and rewriting `model` for an upstream re-joins the raw slices, so
+//! everything else reaches the upstream byte for byte.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::Body;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// Why a request body was refused. None of these may be retried unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The body exceeds `max_request_body_bytes` (413 `body_too_large`).
+    #[error("request body exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The configured limit.
+        limit: u64,
+    },
+    /// The client's body stream failed before it ended.
+    #[error("reading the request body failed: {0}")]
+    Read(String),
+    /// The body is not a JSON object (400 `invalid_json`).
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// `model` is absent, empty or not a string (400 `missing_model`).
+    #[error("{0}")]
+    MissingModel(&'static str),
+}
+
+/// Reads a request body, refusing it as soon as it passes `limit` bytes (whether
+/// the client declared a `content-length` or streams it chunked).
+pub async fn read_bounded<B>(
+    body: B,
+    declared_len: Option<u64>,
+    limit: u64,
+) -> Result<Bytes, BodyError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: fmt::Display,
+{
+    if declared_len.is_some_and(|len| len > limit) {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let mut body = std::pin::pin!(body);
+    let capacity = declared_len.unwrap_or(0).min(limit) as usize;
+    let mut buf = BytesMut::with_capacity(capacity);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if (buf.len() + data.len()) as u64 > limit {
+                return Err(BodyError::TooLarge { limit });
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// The parts of an OpenAI-style request body the gateway uses.
+#[derive(Debug)]
+pub struct RequestView {
+    body: Bytes,
+    /// Byte ranges of each top-level member: (key as written, raw value).
+    members: Vec<Member>,
+    model: String,
+    streaming: bool,
+    max_output_tokens: Option<u32>,
+    input_tokens_estimate: u32,
+}
+
+#[derive(Debug)]
+struct Member {
+    key: std::ops::Range<usize>,
+    value: std::ops::Range<usize>,
+    is_model: bool,
+}
+
+impl RequestView {
+    /// Parses a JSON request body.
+    pub fn parse(body: Bytes) -> Result<RequestView, BodyError> {
+        let top: TopLevel<'_> = {
+            let mut de = serde_json::Deserializer::from_slice(&body);
+            let top = de
+                .deserialize_map(TopLevelVisitor)
+                .map_err(|e| BodyError::InvalidJson(e.to_string()))?;
+            de.end()
+                .map_err(|e| BodyError::InvalidJson(e.to_string()))?;
+            top
+        };
+        if nesting_exceeds(&body, MAX_NESTING) {
+            return Err(BodyError::InvalidJson(format!(
+                "nesting deeper than {MAX_NESTING} levels"
+            )));
+        }
+        let base = body.as_ptr() as usize;
+        let range_of = |s: &str| {
+            let start = s.as_ptr() as usize - base;
+            start..start + s.len()
+        };
+        let mut model = None;
+        let mut streaming = false;
+        let mut max_completion = None;
+        let mut max_tokens = None;
+        let mut prompt_bytes = 0usize;
+        let mut members = Vec::with_capacity(top.0.len());
+        for (key, raw, key_raw) in &top.0 {
+            let text = raw.get();
+            match key.as_ref() {
+                "model" => {
+                    let value: Cow<'_, str> = serde_json::from_str(text)
+                        .map_err(|_| BodyError::MissingModel("`model` must be a string"))?;
+                    model = Some(value.into_owned());
+                }
+                "stream" => {
+                    streaming = match text {
+                        "true" => true,
+                        "false" | "null" => false,
+                        _ => {
+                            return Err(BodyError::InvalidJson("`stream` must be a boolean".into()));
+                        }
+                    }
+                }
+                "max_completion_tokens" => max_completion = parse_token_limit(text),
+                "max_tokens" => max_tokens = parse_token_limit(text),
+                "messages" | "input" | "prompt" => prompt_bytes += text.len(),
+                _ => {}
+            }
+            members.push(Member {
+                key: range_of(key_raw),
+                value: range_of(text),
+                is_model: key == "model",
+            });
+        }
+        let model = match model {
+            Some(model) if !model.is_empty() => model,
+            Some(_) => return Err(BodyError::MissingModel("`model` must not be empty")),
+            None => return Err(BodyError::MissingModel("the request has no `model`")),
+        };
+        drop(top);
+        Ok(RequestView {
+            body,
+            members,
+            model,
+            streaming,
+            max_output_tokens: max_completion.or(max_tokens),
+            input_tokens_estimate: u32::try_from(prompt_bytes.div_ceil(4)).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// The model the client asked for.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// Whether the client asked for an SSE stream.
+    pub fn streaming(&self) -> bool {
+        self.streaming
+    }
+
+    /// `max_completion_tokens`, else `max_tokens`, when set.
+    pub fn max_output_tokens(&self) -> Option<u32> {
+        self.max_output_tokens
+    }
+
+    /// About a token for every 4 bytes of the prompt (`messages`, `input` or `prompt`).
+    pub fn input_tokens_estimate(&self) -> u32 {
+        self.input_tokens_estimate
+    }
+
+    /// Size of the body in bytes.
+    pub fn body_len(&self) -> usize {
+        self.body.len()
+    }
+
+    /// The body to send to an upstream that calls the model `upstream_model`: the
+    /// original bytes when the name is unchanged, else the same members with
+    /// `model` replaced.
+    pub fn body_for_model(&self, upstream_model: &str) -> Bytes {
+        if upstream_model == self.model {
+            return self.body.clone();
+        }
+        let mut out = Vec::with_capacity(self.body.len() + upstream_model.len());
+        out.push(b'{');
+        for (i, member) in self.members.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&self.body[member.key.clone()]);
+            out.push(b':');
+            if member.is_model {
+                serde_json::to_writer(&mut out, upstream_model)
+                    .expect("writing to a Vec cannot fail");
+            } else {
+                out.extend_from_slice(&self.body[member.value.clone()]);
+            }
+        }
+        out.push(b'}');
+        Bytes::from(out)
+    }
+}
+
+/// The deepest nesting of arrays and objects accepted in a body, as serde_json's
+/// own default. Raw members are skipped without recursion, so a deeper body would
+/// parse; it is refused so that no upstream has to cope with it either.
+pub const MAX_NESTING: usize = 128;
+
+/// Whether valid JSON `body` nests arrays and objects deeper than `max`: one pass
+/// over the bytes, skipping strings.
+fn nesting_exceeds(body: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in body {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+fn parse_token_limit(text: &str) -> Option<u32> {
+    text.parse::<u64>()
+        .ok()
+        .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// Top-level members: (unescaped key, raw value, key as written with its quotes).
+struct TopLevel<'a>(Vec<(Cow<'a, str>, &'a RawValue, &'a str)>);
+
+struct TopLevelVisitor;
+
+impl<'de> Visitor<'de> for TopLevelVisitor {
+    type Value = TopLevel<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = Vec::new();
+        // Keys are read raw so that the rewrite can copy them exactly as written.
+        while let Some(key_raw) = map.next_key::<&'de RawValue>()? {
+            let key: Cow<'de, str> =
+                serde_json::from_str(key_raw.get()).map_err(serde::de::Error::custom)?;
+            let value: &'de RawValue = map.next_value()?;
+            members.push((key, value, key_raw.get()));
+        }
+        Ok(TopLevel(members))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(json: &str) -> Result<RequestView, BodyError> {
+        RequestView::parse(Bytes::from(json.to_string()))
+    }
+
+    #[test]
+    fn reads_model_stream_and_limits() {
+        let v = view(r#"{"model":"gpt-4o","stream":true,"max_tokens":100,"messages":[{"role":"user","content":"hello there"}]}"#)
+            .unwrap();
+        assert_eq!(v.model(), "gpt-4o");
+        assert!(v.streaming());
+        assert_eq!(v.max_output_tokens(), Some(100));
+        assert!(v.input_tokens_estimate() > 0);
+    }
+
+    #[test]
+    fn max_completion_tokens_wins() {
+        let v = view(r#"{"model":"m","max_tokens":100,"max_completion_tokens":7}"#).unwrap();
+        assert_eq!(v.max_output_tokens(), Some(7));
+    }
+
+    #[test]
+    fn rewrite_keeps_everything_else_byte_for_byte() {
+        let body = r#"{ "messages" : [ {"role":"user","content":"a\"b"} ], "model":"gpt-4o", "x":{"y":1.50} }"#;
+        let v = view(body).unwrap();
+        let rewritten = v.body_for_model("openai.gpt-oss-120b-1:0");
+        let text = std::str::from_utf8(&rewritten).unwrap();
+        assert_eq!(
+            text,
+            r#"{"messages":[ {"role":"user","content":"a\"b"} ],"model":"openai.gpt-oss-120b-1:0","x":{"y":1.50}}"#
+        );
+        let same = v.body_for_model("gpt-4o");
+        assert_eq!(&same[..], body.as_bytes());
+    }
+
+    #[test]
+    fn escaped_keys_survive_rewrite() {
+        let v = view(r#"{"mod\u0065l":"a","k\"q":1}"#).unwrap();
+        assert_eq!(v.model(), "a");
+        let out = v.body_for_model("b");
+        let parsed: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(parsed["model"], "b");
+        assert_eq!(parsed["k\"q"], 1);
+    }
+
+    #[test]
+    fn refuses_bad_bodies() {
+        assert!(matches!(view("not json"), Err(BodyError::InvalidJson(_))));
+        assert!(matches!(view("[1,2]"), Err(BodyError::InvalidJson(_))));
+        assert!(matches!(
+            view(r#"{"model":"a"} trailing"#),
+            Err(BodyError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            view(r#"{"messages":[]}"#),
+            Err(BodyError::MissingModel(_))
+        ));
+        assert!(matches!(
+            view(r#"{"model":42}"#),
+            Err(BodyError::MissingModel(_))
+        ));
+        assert!(matches!(
+            view(r#"{"model":""}"#),
+            Err(BodyError::MissingModel(_))
+        ));
+        assert!(matches!(
+            view(r#"{"model":"a","stream":"yes"}"#),
+            Err(BodyError::InvalidJson(_))
+        ));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflow() {
+        let deep = format!(
+            r#"{{"model":"a","x":{}{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert!(matches!(view(&deep), Err(BodyError::InvalidJson(_))));
+        let within = format!(
+            r#"{{"model":"a","x":{}"[{{\"]"{}}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        assert!(view(&within).is_ok(), "{within}");
+    }
+
+    #[test]
+    fn invalid_utf8_is_invalid_json() {
+        let mut body = br#"{"model":"a","messages":""#.to_vec();
+        body.extend_from_slice(&[0xff, 0xfe]);
+        body.extend_from_slice(br#""}"#);
+        assert!(matches!(
+            RequestView::parse(Bytes::from(body)),
+            Err(BodyError::InvalidJson(_))
+        ));
+    }
+}

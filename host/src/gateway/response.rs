@@ -1,0 +1,216 @@
+//! What the gateway sends back: the response body type, OpenAI-shaped errors and
+//! the `x-switchyard-*` headers.
+
+use std::borrow::Cow;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+
+use super::stream::ResponseStream;
+
+/// Name of the header naming the upstream that served the response.
+pub const UPSTREAM_HEADER: HeaderName = HeaderName::from_static("x-switchyard-upstream");
+/// Name of the header listing the policy chain as `name@hash8`.
+pub const POLICY_HEADER: HeaderName = HeaderName::from_static("x-switchyard-policy");
+/// Name of the header counting upstream attempts.
+pub const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-switchyard-attempts");
+/// Name of the request id header.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A response body: a whole buffer, or an upstream response streamed through.
+pub enum GatewayBody {
+    /// A body the gateway made (errors, model list).
+    Full(Full<Bytes>),
+    /// An upstream body forwarded frame by frame (boxed: it is much larger
+    /// than a buffer and most responses are streamed only once).
+    Stream(Box<ResponseStream>),
+}
+
+impl GatewayBody {
+    /// A body from bytes.
+    pub fn full(bytes: impl Into<Bytes>) -> GatewayBody {
+        GatewayBody::Full(Full::new(bytes.into()))
+    }
+}
+
+impl Body for GatewayBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            GatewayBody::Full(full) => Pin::new(full)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
+            GatewayBody::Stream(stream) => {
+                Pin::new(stream.as_mut()).poll_frame(cx).map_err(Into::into)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            GatewayBody::Full(full) => full.is_end_stream(),
+            GatewayBody::Stream(stream) => stream.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            GatewayBody::Full(full) => full.size_hint(),
+            GatewayBody::Stream(stream) => stream.size_hint(),
+        }
+    }
+}
+
+/// An error answered by the gateway itself, in OpenAI's JSON shape
+/// `{"error":{"message","type","code"}}`.
+#[derive(Debug, Clone)]
+pub struct GatewayError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Machine-readable code (`invalid_json`, `no_route`, a policy's own code…).
+    pub code: Cow<'static, str>,
+    /// Human-readable message. Never carries secrets.
+    pub message: String,
+    /// Seconds for a `retry-after` header (429).
+    pub retry_after_secs: Option<u64>,
+}
+
+impl GatewayError {
+    /// An error with a status, a code and a message.
+    pub fn new(
+        status: StatusCode,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> GatewayError {
+        GatewayError {
+            status,
+            code: code.into(),
+            message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// 400 `invalid_json`.
+    pub fn invalid_json(message: impl Into<String>) -> GatewayError {
+        GatewayError::new(StatusCode::BAD_REQUEST, "invalid_json", message)
+    }
+
+    /// 404 or 503 `no_route`.
+    pub fn no_route(status: StatusCode, message: impl Into<String>) -> GatewayError {
+        GatewayError::new(status, "no_route", message)
+    }
+
+    /// OpenAI's error `type` for the status.
+    pub fn error_type(&self) -> &'static str {
+        match self.status.as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            429 => "rate_limit_error",
+            400..=499 => "invalid_request_error",
+            _ => "api_error",
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> Bytes {
+        let body = serde_json::json!({
+            "error": {
+                "message": self.message,
+                "type": self.error_type(),
+                "param": null,
+                "code": self.code,
+            }
+        });
+        Bytes::from(serde_json::to_vec(&body).expect("serializing a JSON value cannot fail"))
+    }
+
+    /// The whole response (without the `x-switchyard-*` headers; see [`stamp`]).
+    pub fn into_response(self) -> Response<GatewayBody> {
+        let mut response = Response::new(GatewayBody::full(self.body()));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(secs) = self.retry_after_secs {
+            headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+/// What the gateway reports about a request in response headers.
+#[derive(Debug, Default)]
+pub struct Stamp<'a> {
+    /// The request id.
+    pub request_id: &'a str,
+    /// The chain as `name@hash8,…`, when a route matched.
+    pub policy: Option<&'a str>,
+    /// The upstream that served the response.
+    pub upstream: Option<&'a str>,
+    /// Upstream attempts made.
+    pub attempts: u32,
+}
+
+/// Sets the `x-switchyard-*` and `x-request-id` headers.
+pub fn stamp(headers: &mut HeaderMap, stamp: &Stamp<'_>) {
+    if let Ok(value) = HeaderValue::from_str(stamp.request_id) {
+        headers.insert(REQUEST_ID_HEADER, value);
+    }
+    if let Some(policy) = stamp.policy.and_then(|p| HeaderValue::from_str(p).ok()) {
+        headers.insert(POLICY_HEADER, policy);
+    }
+    if let Some(upstream) = stamp.upstream.and_then(|u| HeaderValue::from_str(u).ok()) {
+        headers.insert(UPSTREAM_HEADER, upstream);
+    }
+    headers.insert(ATTEMPTS_HEADER, HeaderValue::from(stamp.attempts));
+}
+
+/// Headers that describe one hop and must not be forwarded either way.
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_body_has_openai_shape() {
+        let err = GatewayError::new(StatusCode::FORBIDDEN, "residency_violation", "EU only");
+        let json: serde_json::Value = serde_json::from_slice(&err.body()).unwrap();
+        assert_eq!(json["error"]["code"], "residency_violation");
+        assert_eq!(json["error"]["message"], "EU only");
+        assert_eq!(json["error"]["type"], "permission_error");
+    }
+
+    #[test]
+    fn retry_after_header() {
+        let mut err = GatewayError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "slow down");
+        err.retry_after_secs = Some(3);
+        let response = err.into_response();
+        assert_eq!(response.headers()[http::header::RETRY_AFTER], "3");
+    }
+}
