@@ -1,0 +1,262 @@
+//! Building a snapshot from a config: load (or reuse) each policy, check it, build
+//! the upstream adapters and compile the routes.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+
+use super::{LoadedPolicy, Serving, Snapshot, UpstreamEntry};
+use crate::config::{Config, ConfigError, PolicyConfig};
+use crate::gateway::auth::ClientKeys;
+use crate::gateway::route::{Route, RouteError};
+use crate::policy::cases::{CaseFile, canary, run_cases};
+use crate::policy::{Chain, LoadError, Policy, PolicyEngine, PolicySettings, PolicySpec};
+use crate::provider::{ProviderAdapter, ProviderConfigError};
+use crate::upstream::health::HealthRegistry;
+
+/// Why a snapshot was not built. The previous snapshot (if any) keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The config file is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A policy file could not be read.
+    #[error("policy {policy:?}: reading {}: {source}", path.display())]
+    PolicyFile {
+        /// The policy.
+        policy: String,
+        /// Its file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A policy did not compile or does not fit the contract.
+    #[error("policy {policy:?}: {source}")]
+    PolicyLoad {
+        /// The policy.
+        policy: String,
+        /// Why.
+        source: LoadError,
+    },
+    /// A policy failed its canary decision or its recorded cases.
+    #[error("policy {policy:?} failed its checks: {message}")]
+    PolicyCheck {
+        /// The policy.
+        policy: String,
+        /// What failed.
+        message: String,
+    },
+    /// An upstream could not be set up (e.g. its key variable is unset).
+    #[error("upstream {upstream:?}: {source}")]
+    Upstream {
+        /// The upstream.
+        upstream: String,
+        /// Why.
+        source: ProviderConfigError,
+    },
+    /// A route did not compile.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+}
+
+impl SnapshotError {
+    /// The policy the error is about, if any.
+    pub fn policy(&self) -> Option<&str> {
+        match self {
+            SnapshotError::PolicyFile { policy, .. }
+            | SnapshotError::PolicyLoad { policy, .. }
+            | SnapshotError::PolicyCheck { policy, .. } => Some(policy),
+            _ => None,
+        }
+    }
+}
+
+/// Reads an environment variable (a function so tests can inject secrets).
+pub type EnvLookup = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+/// Builds snapshots, reusing what an earlier snapshot already loaded.
+pub struct SnapshotBuilder<'a> {
+    /// The policy engine.
+    pub engine: &'a PolicyEngine,
+    /// Upstream health, shared across snapshots.
+    pub health: &'a HealthRegistry,
+    /// Where upstream keys come from.
+    pub env: &'a EnvLookup,
+    /// The snapshot being replaced: unchanged policies are reused, not recompiled.
+    pub previous: Option<&'a Snapshot>,
+}
+
+impl SnapshotBuilder<'_> {
+    /// Builds and checks a snapshot; nothing is installed here.
+    pub async fn build(&self, config: Config, generation: u64) -> Result<Snapshot, SnapshotError> {
+        let mut policies = Vec::with_capacity(config.policies.len());
+        for policy_config in &config.policies {
+            policies.push(self.load_policy(&config, policy_config).await?);
+        }
+
+        let mut upstreams = Vec::with_capacity(config.upstreams.len());
+        let mut models: HashMap<String, Vec<Serving>> = HashMap::new();
+        for (index, up) in config.upstreams.iter().enumerate() {
+            let adapter =
+                ProviderAdapter::from_config(up, &config.server, self.env).map_err(|source| {
+                    SnapshotError::Upstream {
+                        upstream: up.name.clone(),
+                        source,
+                    }
+                })?;
+            for (model, serving) in &up.models {
+                models.entry(model.clone()).or_default().push(Serving {
+                    upstream: index,
+                    upstream_model: serving.upstream_model(model).to_string(),
+                    input_per_mtok: serving.input_per_mtok,
+                    output_per_mtok: serving.output_per_mtok,
+                });
+            }
+            upstreams.push(UpstreamEntry {
+                name: up.name.as_str().into(),
+                // A simulated upstream presents itself as the provider it stands in for.
+                provider: up
+                    .mock
+                    .as_ref()
+                    .and_then(|m| m.simulates)
+                    .unwrap_or(up.provider),
+                adapter,
+                health: self.health.get_or_create(&up.name),
+                first_byte_timeout: Duration::from_millis(
+                    up.first_byte_timeout_ms
+                        .unwrap_or(config.server.first_byte_timeout_ms),
+                ),
+                region: up.region.clone(),
+                jurisdiction: up.jurisdiction.clone(),
+                tags: up.tags.clone(),
+            });
+        }
+        self.health
+            .retain(config.upstreams.iter().map(|u| u.name.as_str()));
+
+        let mut routes = Vec::with_capacity(config.routes.len().max(1));
+        for route in &config.routes {
+            let stages = route
+                .policies
+                .iter()
+                .map(|name| {
+                    let loaded = policies
+                        .iter()
+                        .find(|p: &&LoadedPolicy| p.policy.name() == name);
+                    loaded
+                        .expect("config validation checked route policies")
+                        .policy
+                        .clone()
+                })
+                .collect();
+            routes.push(Route::new(route, Chain::new(stages))?);
+        }
+        if routes.is_empty() {
+            routes.push(Route::fallback());
+        }
+
+        Ok(Snapshot {
+            generation,
+            loaded_at: SystemTime::now(),
+            clients: ClientKeys::new(&config.clients),
+            config: Arc::new(config),
+            upstreams,
+            models,
+            routes,
+            policies,
+        })
+    }
+
+    async fn load_policy(
+        &self,
+        config: &Config,
+        pc: &PolicyConfig,
+    ) -> Result<LoadedPolicy, SnapshotError> {
+        let path = config.resolve_path(&pc.file);
+        let wasm = tokio::fs::read(&path)
+            .await
+            .map_err(|source| SnapshotError::PolicyFile {
+                policy: pc.name.clone(),
+                path: path.clone(),
+                source,
+            })?;
+        let hash = hex::encode(Sha256::digest(&wasm));
+        let settings = PolicySettings::from(pc);
+        if let Some(previous) = self.previous.and_then(|s| s.policy(&pc.name)) {
+            let same = previous.policy.hash() == hash
+                && previous.policy.settings() == &settings
+                && previous.policy.config() == &pc.config
+                && previous.source == path;
+            if same {
+                return Ok(LoadedPolicy {
+                    policy: previous.policy.clone(),
+                    source: path,
+                    loaded_at: previous.loaded_at,
+                });
+            }
+        }
+
+        let spec = PolicySpec {
+            name: pc.name.clone(),
+            wasm,
+            settings,
+            config: pc.config.clone(),
+        };
+        let engine = self.engine.clone();
+        let policy = tokio::task::spawn_blocking(move || engine.load(spec))
+            .await
+            .expect("policy compilation panicked")
+            .map_err(|source| SnapshotError::PolicyLoad {
+                policy: pc.name.clone(),
+                source,
+            })?;
+        self.check_policy(config, pc, &policy).await?;
+        Ok(LoadedPolicy {
+            policy,
+            source: path,
+            loaded_at: SystemTime::now(),
+        })
+    }
+
+    /// The canary decision and the policy's recorded cases.
+    async fn check_policy(
+        &self,
+        config: &Config,
+        pc: &PolicyConfig,
+        policy: &Arc<Policy>,
+    ) -> Result<(), SnapshotError> {
+        let fail = |message: String| SnapshotError::PolicyCheck {
+            policy: pc.name.clone(),
+            message,
+        };
+        canary(policy)
+            .await
+            .map_err(|err| fail(format!("canary decision: {err}")))?;
+        let Some(tests) = &pc.tests else {
+            return Ok(());
+        };
+        let path = config.resolve_path(tests);
+        let cases =
+            CaseFile::load(&path).map_err(|err| fail(format!("{}: {err}", path.display())))?;
+        let results = run_cases(policy, &cases).await;
+        let failed: Vec<String> = results
+            .iter()
+            .filter(|r| !r.passed)
+            .map(|r| r.to_string())
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(fail(format!(
+                "{} of {} cases in {} failed: {}",
+                failed.len(),
+                results.len(),
+                path.display(),
+                failed.join("; ")
+            )))
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Reloads: build a new snapshot from the config file off the request path, check
+//! it, and only then swap it in. A failed reload leaves the old snapshot serving.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use super::build::EnvLookup;
+use super::{Snapshot, SnapshotBuilder, SnapshotError};
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::policy::PolicyEngine;
+use crate::upstream::health::HealthRegistry;
+
+/// The result of the last reload attempt, for the admin API and logs.
+#[derive(Debug, Clone)]
+pub struct ReloadReport {
+    /// When it finished.
+    pub at: SystemTime,
+    /// The generation installed, or the error that kept the old one.
+    pub result: Result<u64, String>,
+    /// The policy at fault, when the error was a policy's.
+    pub policy: Option<String>,
+}
+
+/// Builds and installs snapshots for one gateway.
+pub struct Reloader {
+    engine: PolicyEngine,
+    health: HealthRegistry,
+    env: Box<EnvLookup>,
+    config_path: Option<PathBuf>,
+    generation: AtomicU64,
+    /// Serializes reloads.
+    running: tokio::sync::Mutex<()>,
+    /// The last reload's result.
+    last: std::sync::Mutex<Option<ReloadReport>>,
+}
+
+impl Reloader {
+    /// A reloader reading `config_path` (none: the config cannot be reloaded from disk).
+    pub fn new(
+        engine: PolicyEngine,
+        health: HealthRegistry,
+        env: Box<EnvLookup>,
+        config_path: Option<PathBuf>,
+    ) -> Reloader {
+        Reloader {
+            engine,
+            health,
+            env,
+            config_path,
+            generation: AtomicU64::new(0),
+            running: tokio::sync::Mutex::new(()),
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The config file watched for changes.
+    pub fn config_path(&self) -> Option<&std::path::Path> {
+        self.config_path.as_deref()
+    }
+
+    /// Builds the first snapshot.
+    pub async fn initial(&self, config: Config) -> Result<Snapshot, SnapshotError> {
+        self.build(config, None).await
+    }
+
+    async fn build(
+        &self,
+        config: Config,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, SnapshotError> {
+        let builder = SnapshotBuilder {
+            engine: &self.engine,
+            health: &self.health,
+            env: &*self.env,
+            previous,
+        };
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        builder.build(config, generation).await
+    }
+
+    /// Re-reads the config file and its policies; installs the result only if every
+    /// check passes. Returns the installed generation.
+    pub async fn reload(&self, gateway: &Gateway) -> Result<u64, Arc<SnapshotError>> {
+        let _running = self.running.lock().await;
+        let result = match &self.config_path {
+            Some(path) => match Config::load(path) {
+                Ok(config) => {
+                    let previous = gateway.snapshot();
+                    self.build(config, Some(&previous)).await
+                }
+                Err(err) => Err(err.into()),
+            },
+            None => {
+                let previous = gateway.snapshot();
+                self.build((*previous.config).clone(), Some(&previous))
+                    .await
+            }
+        };
+        let result = result.map(|snapshot| {
+            let generation = snapshot.generation;
+            gateway.install(snapshot);
+            generation
+        });
+        gateway.metrics().reload(result.is_ok());
+        let result = result.map_err(Arc::new);
+        match &result {
+            Ok(generation) => tracing::info!(generation, "reloaded config and policies"),
+            Err(err) => {
+                tracing::error!(error = %err, "reload refused; the previous snapshot keeps serving")
+            }
+        }
+        *self.last.lock().expect("reload report lock") = Some(ReloadReport {
+            at: SystemTime::now(),
+            result: result.as_ref().map(|g| *g).map_err(|e| e.to_string()),
+            policy: result
+                .as_ref()
+                .err()
+                .and_then(|e| e.policy())
+                .map(str::to_string),
+        });
+        result
+    }
+
+    /// The last reload's report, if any reload ran.
+    pub fn last_report(&self) -> Option<ReloadReport> {
+        self.last.lock().expect("reload report lock").clone()
+    }
+
+    /// The health registry shared by all snapshots.
+    pub fn health(&self) -> &HealthRegistry {
+        &self.health
+    }
+}
