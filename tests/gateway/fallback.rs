@@ -1,0 +1,211 @@
+//! The fallback matrix: each upstream failure, with the exact status, code and
+//! attempts the client sees.
+
+use std::time::Duration;
+
+use crate::support::upstream::{Reply, Upstream, closed_port};
+use crate::support::{TestGateway, chat, client};
+use serde_json::Value;
+
+/// A gateway with upstreams `first` and `second` (in that order) serving gpt-4o,
+/// plain config-order fallback, and a 400 ms first-byte timeout.
+async fn gateway(first: &str, second: &str) -> TestGateway {
+    let toml = format!(
+        r#"
+[server]
+first_byte_timeout_ms = 400
+
+[[upstream]]
+name = "first"
+provider = "openai"
+endpoint = "{first}"
+api_key_env = "KEY"
+models = {{ "gpt-4o" = {{}} }}
+
+[[upstream]]
+name = "second"
+provider = "openai"
+endpoint = "{second}"
+api_key_env = "KEY"
+models = {{ "gpt-4o" = {{}} }}
+
+[[route]]
+name = "chat"
+policies = []
+"#
+    );
+    TestGateway::start(&toml, &[("KEY", "sk-test")]).await
+}
+
+struct Answer {
+    status: u16,
+    upstream: Option<String>,
+    attempts: String,
+    retry_after: Option<String>,
+    json: Value,
+}
+
+async fn ask(gw: &TestGateway) -> Answer {
+    let res = client()
+        .post(format!("{}/v1/chat/completions", gw.url()))
+        .json(&chat("gpt-4o"))
+        .send()
+        .await
+        .unwrap();
+    let header = |name: &str| {
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    let (status, upstream, attempts, retry_after) = (
+        res.status().as_u16(),
+        header("x-switchyard-upstream"),
+        header("x-switchyard-attempts").unwrap_or_default(),
+        header("retry-after"),
+    );
+    let json = res.json().await.unwrap_or(Value::Null);
+    Answer {
+        status,
+        upstream,
+        attempts,
+        retry_after,
+        json,
+    }
+}
+
+async fn falls_back_from(failing: Reply) {
+    let bad = Upstream::always(failing).await;
+    let good = Upstream::always(Reply::completion("gpt-4o", 10, 5)).await;
+    let gw = gateway(&bad.url(), &good.url()).await;
+    let answer = ask(&gw).await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    assert_eq!(answer.upstream.as_deref(), Some("second"));
+    assert_eq!(answer.attempts, "2");
+    assert_eq!(bad.hits(), 1);
+    assert_eq!(good.hits(), 1);
+}
+
+#[tokio::test]
+async fn connection_refused_falls_back() {
+    let good = Upstream::always(Reply::completion("gpt-4o", 10, 5)).await;
+    let gw = gateway(&format!("http://{}", closed_port().await), &good.url()).await;
+    let answer = ask(&gw).await;
+    assert_eq!(
+        (
+            answer.status,
+            answer.upstream.as_deref(),
+            answer.attempts.as_str()
+        ),
+        (200, Some("second"), "2")
+    );
+}
+
+#[tokio::test]
+async fn rate_limited_falls_back() {
+    falls_back_from(Reply::error(429, vec![("retry-after", "7".into())])).await;
+}
+
+#[tokio::test]
+async fn server_error_falls_back() {
+    falls_back_from(Reply::error(500, vec![])).await;
+}
+
+#[tokio::test]
+async fn timeout_before_headers_falls_back() {
+    falls_back_from(Reply::StallBeforeHeaders).await;
+}
+
+#[tokio::test]
+async fn stall_before_first_byte_falls_back() {
+    falls_back_from(Reply::StallAfterHeaders).await;
+}
+
+#[tokio::test]
+async fn reset_before_headers_falls_back() {
+    falls_back_from(Reply::Reset).await;
+}
+
+#[tokio::test]
+async fn all_rate_limited_is_429_with_retry_after() {
+    let a = Upstream::always(Reply::error(429, vec![("retry-after", "7".into())])).await;
+    let b = Upstream::always(Reply::error(429, vec![("retry-after-ms", "2500".into())])).await;
+    let gw = gateway(&a.url(), &b.url()).await;
+    let answer = ask(&gw).await;
+    assert_eq!(answer.status, 429);
+    assert_eq!(answer.json["error"]["code"], "rate_limited");
+    assert_eq!(answer.attempts, "2");
+    // The shortest wait among the upstreams, rounded up to whole seconds.
+    assert_eq!(answer.retry_after.as_deref(), Some("3"));
+}
+
+#[tokio::test]
+async fn all_server_errors_is_502() {
+    let a = Upstream::always(Reply::error(500, vec![])).await;
+    let b = Upstream::always(Reply::error(503, vec![])).await;
+    let gw = gateway(&a.url(), &b.url()).await;
+    let answer = ask(&gw).await;
+    assert_eq!((answer.status, answer.attempts.as_str()), (502, "2"));
+    assert_eq!(answer.json["error"]["code"], "upstream_error");
+    assert_eq!(answer.upstream, None);
+}
+
+#[tokio::test]
+async fn all_timeouts_is_504() {
+    let a = Upstream::always(Reply::StallBeforeHeaders).await;
+    let b = Upstream::always(Reply::StallAfterHeaders).await;
+    let gw = gateway(&a.url(), &b.url()).await;
+    let answer = ask(&gw).await;
+    assert_eq!((answer.status, answer.attempts.as_str()), (504, "2"));
+    assert_eq!(answer.json["error"]["code"], "upstream_timeout");
+}
+
+#[tokio::test]
+async fn client_errors_pass_through_without_fallback() {
+    let a = Upstream::always(Reply::error(400, vec![])).await;
+    let b = Upstream::always(Reply::completion("gpt-4o", 1, 1)).await;
+    let gw = gateway(&a.url(), &b.url()).await;
+    let answer = ask(&gw).await;
+    assert_eq!(
+        (
+            answer.status,
+            answer.upstream.as_deref(),
+            answer.attempts.as_str()
+        ),
+        (400, Some("first"), "1")
+    );
+    assert_eq!(answer.json["error"]["message"], "test upstream error");
+    assert_eq!(b.hits(), 0);
+}
+
+#[tokio::test]
+async fn mid_stream_cut_ends_with_an_sse_error_event() {
+    let mut reply = Reply::stream(6, Duration::from_millis(10));
+    if let Reply::Sse { cut_after, .. } = &mut reply {
+        *cut_after = Some(3);
+    }
+    let a = Upstream::always(reply).await;
+    let b = Upstream::always(Reply::completion("gpt-4o", 1, 1)).await;
+    let gw = gateway(&a.url(), &b.url()).await;
+    let res = client()
+        .post(format!("{}/v1/chat/completions", gw.url()))
+        .json(&serde_json::json!({"model": "gpt-4o", "stream": true, "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-switchyard-attempts"], "1");
+    let text = res.text().await.unwrap();
+    let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+    // Some chunks (the test server may lose the one it wrote just before cutting),
+    // then the error event instead of `[DONE]`.
+    let (last, chunks) = events.split_last().unwrap();
+    assert!((1..=3).contains(&chunks.len()), "{text}");
+    assert!(
+        chunks.iter().all(|e| e.contains("chat.completion.chunk")),
+        "{text}"
+    );
+    let last: Value = serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "upstream_error");
+    // No fallback once bytes reached the client.
+    assert_eq!(b.hits(), 0);
+}

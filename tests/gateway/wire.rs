@@ -1,0 +1,165 @@
+//! The wire shape each provider's upstream receives through the gateway.
+
+use crate::support::upstream::{Reply, Upstream};
+use crate::support::{TestGateway, chat, client};
+
+async fn one_request(
+    toml: &str,
+    env: &[(&str, &str)],
+    model: &str,
+) -> (reqwest::StatusCode, reqwest::header::HeaderMap) {
+    let gw = TestGateway::start(toml, env).await;
+    let res = client()
+        .post(format!("{}/v1/chat/completions", gw.url()))
+        .header("authorization", "Bearer client-key-must-not-leak")
+        .header("x-request-id", "req-wire-1")
+        .json(&chat(model))
+        .send()
+        .await
+        .unwrap();
+    (res.status(), res.headers().clone())
+}
+
+#[tokio::test]
+async fn azure_deployment_style() {
+    let upstream = Upstream::always(Reply::completion("gpt-4o", 1, 1)).await;
+    let toml = format!(
+        r#"
+[[upstream]]
+name = "azure-eastus"
+provider = "azure-openai"
+endpoint = "{}/"
+api_key_env = "AZURE_KEY"
+api_version = "2024-10-21"
+models = {{ "gpt-4o" = {{ deployment = "gpt4o-prod" }} }}
+"#,
+        upstream.url()
+    );
+    let (status, headers) = one_request(&toml, &[("AZURE_KEY", "az-secret")], "gpt-4o").await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-switchyard-upstream"], "azure-eastus");
+    assert_eq!(headers["x-request-id"], "req-wire-1");
+    let got = &upstream.received()[0];
+    assert_eq!(got.method, "POST");
+    assert_eq!(
+        got.uri,
+        "/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21"
+    );
+    assert_eq!(got.header("api-key"), Some("az-secret"));
+    assert_eq!(got.header("authorization"), None);
+    assert_eq!(got.header("x-request-id"), Some("req-wire-1"));
+    assert_eq!(got.json()["model"], "gpt4o-prod");
+}
+
+#[tokio::test]
+async fn azure_v1_style() {
+    let upstream = Upstream::always(Reply::completion("gpt-4o", 1, 1)).await;
+    let toml = format!(
+        r#"
+[[upstream]]
+name = "azure-v1"
+provider = "azure-openai"
+endpoint = "{}"
+api_key_env = "AZURE_KEY"
+api_style = "v1"
+models = {{ "gpt-4o" = {{ deployment = "gpt4o-v1" }} }}
+"#,
+        upstream.url()
+    );
+    let (status, _) = one_request(&toml, &[("AZURE_KEY", "az-secret")], "gpt-4o").await;
+    assert_eq!(status, 200);
+    let got = &upstream.received()[0];
+    assert_eq!(got.uri, "/openai/v1/chat/completions");
+    assert_eq!(got.header("api-key"), Some("az-secret"));
+    assert_eq!(got.json()["model"], "gpt4o-v1");
+}
+
+#[tokio::test]
+async fn bedrock_api_key() {
+    let upstream = Upstream::always(Reply::completion("gpt-oss", 1, 1)).await;
+    let toml = format!(
+        r#"
+[[upstream]]
+name = "bedrock-us"
+provider = "bedrock"
+region = "us-east-1"
+endpoint = "{}"
+auth = "api-key"
+api_key_env = "BEDROCK_KEY"
+models = {{ "gpt-oss-120b" = {{ model_id = "openai.gpt-oss-120b-1:0" }} }}
+"#,
+        upstream.url()
+    );
+    let (status, _) = one_request(&toml, &[("BEDROCK_KEY", "br-secret")], "gpt-oss-120b").await;
+    assert_eq!(status, 200);
+    let got = &upstream.received()[0];
+    assert_eq!(got.uri, "/openai/v1/chat/completions");
+    assert_eq!(got.header("authorization"), Some("Bearer br-secret"));
+    assert_eq!(got.json()["model"], "openai.gpt-oss-120b-1:0");
+    assert_eq!(got.json()["messages"][0]["content"], "Hello there");
+}
+
+#[tokio::test]
+async fn bedrock_sigv4() {
+    let upstream = Upstream::always(Reply::completion("gpt-oss", 1, 1)).await;
+    let toml = format!(
+        r#"
+[[upstream]]
+name = "bedrock-eu"
+provider = "bedrock"
+region = "eu-central-1"
+endpoint = "{}"
+auth = "sigv4"
+models = {{ "gpt-oss-120b" = {{ model_id = "eu.openai.gpt-oss-120b-1:0" }} }}
+"#,
+        upstream.url()
+    );
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        ),
+        ("AWS_SESSION_TOKEN", "session-token-example"),
+    ];
+    let (status, _) = one_request(&toml, &env, "gpt-oss-120b").await;
+    assert_eq!(status, 200);
+    let got = &upstream.received()[0];
+    let auth = got.header("authorization").unwrap();
+    assert!(
+        auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"),
+        "{auth}"
+    );
+    assert!(
+        auth.contains("/eu-central-1/bedrock/aws4_request"),
+        "{auth}"
+    );
+    assert!(got.header("x-amz-date").is_some());
+    assert_eq!(
+        got.header("x-amz-security-token"),
+        Some("session-token-example")
+    );
+    assert_eq!(got.json()["model"], "eu.openai.gpt-oss-120b-1:0");
+}
+
+#[tokio::test]
+async fn openai_bearer_and_model_rewrite() {
+    let upstream = Upstream::always(Reply::completion("gpt-4o", 1, 1)).await;
+    let toml = format!(
+        r#"
+[[upstream]]
+name = "openai"
+provider = "openai"
+endpoint = "{}"
+api_key_env = "OPENAI_KEY"
+models = {{ "fast" = {{ model = "gpt-4o-mini" }} }}
+"#,
+        upstream.url()
+    );
+    let (status, _) = one_request(&toml, &[("OPENAI_KEY", "sk-openai")], "fast").await;
+    assert_eq!(status, 200);
+    let got = &upstream.received()[0];
+    assert_eq!(got.uri, "/v1/chat/completions");
+    assert_eq!(got.header("authorization"), Some("Bearer sk-openai"));
+    assert_eq!(got.json()["model"], "gpt-4o-mini");
+}
