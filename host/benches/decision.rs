@@ -6,9 +6,18 @@
 //! warm: p50 ≤ 3 µs, p99 ≤ 10 µs), so each case is also timed call by call and
 //! its p50/p99/p99.9 printed.
 //!
-//! `cargo bench -p switchyard --bench decision`
+//! The same `compliance` rule built from JavaScript, Python and C
+//! (`compliance-js`, `compliance-py`, `compliance-c`) is benched too when
+//! `policies/build.sh DIR c js python` has put them in `$SWITCHYARD_GUESTS_EXTRA`
+//! or `target/guests-all` (design target for JS and Python, warm: p99 ≤ 150 µs);
+//! otherwise the bench says so and skips them. Their compiled code is cached in
+//! `target/bench-policy-cache`, so a second run does not recompile them.
+//!
+//! `cargo bench -p switchyard --bench decision [-- FILTER]`; a FILTER (e.g.
+//! `compliance-`) also selects which percentile lines are measured.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +30,13 @@ use switchyard::policy::{Chain, Policy, PolicyEngine, PolicySettings, PolicySpec
 /// Individually timed calls per warm case (and per fresh case, fewer).
 const TIMED_WARM: usize = 300_000;
 const TIMED_FRESH: usize = 30_000;
+/// The same for the JS and Python guests, whose calls cost tens of µs (warm)
+/// and about a millisecond (fresh).
+const TIMED_WARM_SLOW: usize = 20_000;
+const TIMED_FRESH_SLOW: usize = 2_000;
+
+/// The non-Rust builds of `compliance`, as `policies/build.sh` names them.
+const OTHER_LANGUAGES: [&str; 3] = ["compliance-js", "compliance-py", "compliance-c"];
 
 fn request() -> Request {
     let mut headers: Vec<(String, String)> = vec![
@@ -177,9 +193,74 @@ fn percentiles(rt: &tokio::runtime::Runtime, label: &str, policy: &Policy, calls
     );
 }
 
+/// The target dir (`CARGO_TARGET_DIR`, default `target/` at the repository root).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+/// The JS, Python and C builds that are present, as (name, component bytes).
+fn other_languages() -> Vec<(&'static str, Vec<u8>)> {
+    let dir = std::env::var_os("SWITCHYARD_GUESTS_EXTRA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("guests-all"));
+    OTHER_LANGUAGES
+        .iter()
+        .filter_map(|name| {
+            let file = dir.join(format!("{name}.wasm"));
+            match std::fs::read(&file) {
+                Ok(wasm) => Some((*name, wasm)),
+                Err(_) => {
+                    println!(
+                        "skipping {name}: {} not found (build it with `policies/build.sh {} c js python`)",
+                        file.display(),
+                        dir.display()
+                    );
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// The benchmark name filter given on the command line, if any (criterion's
+/// positional argument), so that percentile runs can honour it too.
+fn name_filter() -> Option<String> {
+    const TAKES_VALUE: &[&str] = &[
+        "--measurement-time",
+        "--warm-up-time",
+        "--sample-size",
+        "--save-baseline",
+        "-s",
+        "--baseline",
+        "-b",
+        "--load-baseline",
+        "--output-format",
+        "--color",
+        "-c",
+        "--nresamples",
+        "--noise-threshold",
+        "--confidence-level",
+        "--significance-level",
+        "--profile-time",
+        "--plotting-backend",
+    ];
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    args.iter().enumerate().find_map(|(i, arg)| {
+        let after_flag = i > 0 && TAKES_VALUE.contains(&args[i - 1].as_str());
+        (!arg.starts_with('-') && !after_flag).then(|| arg.clone())
+    })
+}
+
+/// Whether percentile lines for `name` are wanted under the command-line filter.
+fn wanted(name: &str) -> bool {
+    name_filter().is_none_or(|filter| name.contains(&filter) || filter.contains(name))
+}
+
 fn decision(c: &mut Criterion) {
     let engine = PolicyEngine::new(&EngineConfig {
-        cache_dir: None,
+        cache_dir: Some(target_dir().join("bench-policy-cache")),
         max_instances: 64,
         max_memory_mib: 1024,
     })
@@ -187,13 +268,48 @@ fn decision(c: &mut Criterion) {
     let rt = runtime();
     let (req, cands) = (request(), candidates());
 
+    // Every policy under test, warm and with a fresh instance per call; the JS,
+    // Python and C builds are compiled once (or loaded from the cache).
+    let mut policies: Vec<(String, Arc<Policy>, Arc<Policy>)> = EXAMPLES
+        .iter()
+        .map(|(name, wasm)| {
+            (
+                name.to_string(),
+                load(&engine, name, wasm, Isolation::Pooled),
+                load(&engine, name, wasm, Isolation::PerRequest),
+            )
+        })
+        .collect();
+    for (name, wasm) in other_languages() {
+        if !wanted(name) {
+            continue;
+        }
+        let started = Instant::now();
+        let warm = load(&engine, name, &wasm, Isolation::Pooled);
+        let info = warm.load_info();
+        println!(
+            "{name}: {:.1} MB, {} in {:.2?}",
+            wasm.len() as f64 / 1e6,
+            if info.from_cache {
+                "loaded from the cache"
+            } else {
+                "compiled"
+            },
+            started.elapsed()
+        );
+        let fresh = warm.with_settings(
+            PolicySettings {
+                isolation: Isolation::PerRequest,
+                ..warm.settings().clone()
+            },
+            warm.config().clone(),
+        );
+        policies.push((name.to_owned(), warm, fresh));
+    }
+
     let mut group = c.benchmark_group("decide");
-    for (name, wasm) in EXAMPLES {
-        for (mode, isolation) in [
-            ("warm", Isolation::Pooled),
-            ("fresh", Isolation::PerRequest),
-        ] {
-            let policy = load(&engine, name, wasm, isolation);
+    for (name, warm, fresh) in &policies {
+        for (mode, policy) in [("warm", warm), ("fresh", fresh)] {
             group.bench_function(format!("{name}/{mode}"), |b| {
                 b.iter_custom(|iters| {
                     rt.block_on(async {
@@ -232,15 +348,22 @@ fn decision(c: &mut Criterion) {
     });
 
     println!("\nper-call percentiles (20 headers, 8 candidates):");
-    for (name, wasm) in EXAMPLES {
-        let warm = load(&engine, name, wasm, Isolation::Pooled);
-        percentiles(&rt, &format!("decide {name} warm"), &warm, TIMED_WARM);
-        let fresh = load(&engine, name, wasm, Isolation::PerRequest);
+    for (name, warm, fresh) in &policies {
+        if !wanted(name) {
+            continue;
+        }
+        let slow = name.ends_with("-js") || name.ends_with("-py");
+        let (n_warm, n_fresh) = if slow {
+            (TIMED_WARM_SLOW, TIMED_FRESH_SLOW)
+        } else {
+            (TIMED_WARM, TIMED_FRESH)
+        };
+        percentiles(&rt, &format!("decide {name} warm"), warm, n_warm);
         percentiles(
             &rt,
             &format!("decide {name} fresh instance"),
-            &fresh,
-            TIMED_FRESH,
+            fresh,
+            n_fresh,
         );
     }
 }

@@ -9,7 +9,8 @@
 # shellcheck source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-# Checks for clang, wasm-ld and wasi-libc; prints what to install when missing.
+# Checks for clang, wasm-ld, wasi-libc and the wasm32 builtins; prints what to
+# install when missing.
 c_toolchain_check() {
     local install="apt-get install -y clang lld wasi-libc libclang-rt-14-dev-wasm32"
     if ! command -v "${CC_WASM:-clang}" >/dev/null; then
@@ -22,6 +23,14 @@ c_toolchain_check() {
     fi
     if [ ! -f "${WASI_SYSROOT:-/usr}/include/wasm32-wasi/stdlib.h" ]; then
         policy_missing C "wasi-libc (headers under ${WASI_SYSROOT:-/usr}/include/wasm32-wasi)" "$install"
+        return 1
+    fi
+    # The wasm32 compiler-rt builtins, which clang links into every module.
+    local builtins
+    builtins=$("${CC_WASM:-clang}" --target=wasm32-wasi -print-libgcc-file-name)
+    if [ ! -f "$builtins" ]; then
+        policy_missing C "the wasm32 compiler-rt builtins ($builtins)" \
+            "apt-get install -y libclang-rt-$("${CC_WASM:-clang}" -dumpversion | cut -d. -f1)-dev-wasm32"
         return 1
     fi
 }

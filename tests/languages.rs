@@ -1,0 +1,275 @@
+//! Policies in JavaScript, Python and C: the `compliance` rule built from
+//! policies/compliance-{js,py,c}/ passes the shared policies/compliance/cases.json
+//! through the real `switchyard policy test`, and a real gateway serves routes
+//! through each of them to loopback upstreams.
+//!
+//! The components come from `policies/build.sh DIR c js python`, in
+//! `$SWITCHYARD_GUESTS_EXTRA` (set by `.ci/run`) or else `target/guests-all`.
+//! When they are missing the tests say how to build them and are skipped
+//! locally; under CI (`CI` set) they fail instead.
+//!
+//! A JS or Python guest takes seconds to compile, so every guest is compiled
+//! once: the `policy test` runs fill one compile cache (in parallel), and the
+//! gateway loads the components from it.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+use sha2::Digest;
+use support::upstream::{Reply, Upstream};
+use support::{TestGateway, chat, client, repo_root};
+
+/// The languages, as `(policy folder suffix, what the test calls it)`.
+const LANGUAGES: [(&str, &str); 3] = [("js", "JavaScript"), ("py", "Python"), ("c", "C")];
+
+/// Where `policies/build.sh` put the non-Rust guests, when all three are there.
+/// `None` (locally only): the caller skips.
+fn guests_dir() -> Option<PathBuf> {
+    let (dir, from_env) = match std::env::var_os("SWITCHYARD_GUESTS_EXTRA") {
+        Some(dir) => (PathBuf::from(dir), true),
+        None => {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| repo_root().join("target"));
+            (target.join("guests-all"), false)
+        }
+    };
+    let missing: Vec<String> = LANGUAGES
+        .iter()
+        .map(|(suffix, _)| dir.join(format!("compliance-{suffix}.wasm")))
+        .filter(|file| !file.is_file())
+        .map(|file| file.display().to_string())
+        .collect();
+    if missing.is_empty() {
+        return Some(dir);
+    }
+    let how = format!(
+        "missing {}; build them with `policies/build.sh {} c js python` \
+         (or set SWITCHYARD_GUESTS_EXTRA to where they are)",
+        missing.join(", "),
+        dir.display()
+    );
+    assert!(
+        std::env::var_os("CI").is_none() && !from_env,
+        "non-Rust guests: {how} (.ci/run does this in CI)"
+    );
+    eprintln!("skipped: {how}");
+    None
+}
+
+/// A compile cache shared by every test in this file, as an `XDG_CACHE_HOME`
+/// (the engine caches in its `switchyard/` folder).
+fn cache_home() -> &'static Path {
+    static CACHE: OnceLock<tempfile::TempDir> = OnceLock::new();
+    CACHE.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
+/// `switchyard policy test` of each language's build against the shared cases,
+/// run once (the three in parallel) and shared by the tests: it also compiles
+/// each guest into the cache.
+fn policy_test_runs(guests: &Path) -> &'static [(&'static str, Output)] {
+    static RUNS: OnceLock<Vec<(&'static str, Output)>> = OnceLock::new();
+    RUNS.get_or_init(|| {
+        let cases = repo_root().join("policies/compliance/cases.json");
+        let runs: Vec<_> = LANGUAGES
+            .iter()
+            .map(|&(suffix, _)| {
+                let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+                    .args(["policy", "test"])
+                    .arg(guests.join(format!("compliance-{suffix}.wasm")))
+                    .arg(&cases)
+                    .env("XDG_CACHE_HOME", cache_home())
+                    .env("RUST_LOG", "warn")
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("running switchyard policy test");
+                (suffix, child)
+            })
+            .collect();
+        runs.into_iter()
+            .map(|(suffix, child)| (suffix, child.wait_with_output().unwrap()))
+            .collect()
+    })
+}
+
+#[test]
+fn every_language_passes_the_shared_compliance_cases() {
+    let Some(guests) = guests_dir() else { return };
+    let cases: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("policies/compliance/cases.json")).unwrap(),
+    )
+    .unwrap();
+    let expected = cases
+        .as_array()
+        .or_else(|| cases["cases"].as_array())
+        .expect("cases.json holds a list of cases")
+        .len();
+    assert!(expected >= 8, "only {expected} shared cases");
+    for (suffix, out) in policy_test_runs(&guests) {
+        let language = LANGUAGES.iter().find(|(s, _)| s == suffix).unwrap().1;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{language}: policy test failed:\n{stdout}\n{stderr}"
+        );
+        let last = stdout.lines().last().unwrap_or_default();
+        assert_eq!(
+            last,
+            format!("{expected} passed, 0 failed"),
+            "{language}:\n{stdout}"
+        );
+        assert_eq!(
+            stdout.lines().filter(|l| l.starts_with("ok   ")).count(),
+            expected,
+            "{language}:\n{stdout}"
+        );
+    }
+}
+
+/// A gateway with one route per language (picked by the `x-policy-language`
+/// header), each through that language's compliance policy; an EU and a US
+/// upstream both serve `gpt-4o`, only the US one serves `gpt-4o-mini`.
+fn gateway_toml(guests: &Path, us: &Upstream, eu: &Upstream) -> String {
+    let key = |k: &str| hex::encode(sha2::Sha256::digest(k.as_bytes()));
+    let mut toml = format!(
+        r#"
+[engine]
+cache_dir = "{cache}"
+
+[[client]]
+name = "bank"
+key_sha256 = "{eu_key}"
+tenant = "eu-bank"
+
+[[client]]
+name = "shop"
+key_sha256 = "{us_key}"
+tenant = "us-retail"
+
+[[upstream]]
+name = "us-east"
+provider = "openai"
+endpoint = "{us}"
+jurisdiction = "us"
+api_key_env = "KEY"
+models = {{ "gpt-4o" = {{}}, "gpt-4o-mini" = {{}} }}
+
+[[upstream]]
+name = "eu-west"
+provider = "openai"
+endpoint = "{eu}"
+jurisdiction = "eu"
+api_key_env = "KEY"
+models = {{ "gpt-4o" = {{}} }}
+"#,
+        cache = cache_home().join("switchyard").display(),
+        eu_key = key("sk-bank"),
+        us_key = key("sk-shop"),
+        us = us.url(),
+        eu = eu.url(),
+    );
+    for (suffix, _) in LANGUAGES {
+        toml.push_str(&format!(
+            r#"
+[[policy]]
+name = "compliance-{suffix}"
+file = "{file}"
+config = {{ eu_tenants = "eu-insurer, eu-bank" }}
+# Behaviour, not speed: a loaded machine must not fail the first (cold) call.
+deadline_ms = 5000
+
+[[route]]
+name = "chat-{suffix}"
+headers = {{ "x-policy-language" = "{suffix}" }}
+policies = ["compliance-{suffix}"]
+"#,
+            file = guests.join(format!("compliance-{suffix}.wasm")).display(),
+        ));
+    }
+    toml
+}
+
+/// Status, serving upstream and JSON body of one chat completion.
+async fn ask(
+    gw: &TestGateway,
+    language: &str,
+    key: &str,
+    model: &str,
+    residency: Option<&str>,
+) -> (u16, Option<String>, Value) {
+    let mut req = client()
+        .post(format!("{}/v1/chat/completions", gw.url()))
+        .header("authorization", format!("Bearer {key}"))
+        .header("x-policy-language", language)
+        .json(&chat(model));
+    if let Some(residency) = residency {
+        req = req.header("x-data-residency", residency);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let upstream = res
+        .headers()
+        .get("x-switchyard-upstream")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, upstream, res.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_routes_through_each_language() {
+    let Some(guests) = guests_dir() else { return };
+    // Compiles every guest into the shared cache (once for the whole file).
+    let runs = tokio::task::spawn_blocking({
+        let guests = guests.clone();
+        move || policy_test_runs(&guests)
+    })
+    .await
+    .unwrap();
+    assert!(runs.iter().all(|(_, out)| out.status.success()));
+
+    let us = Upstream::always(Reply::completion("gpt-4o", 10, 5)).await;
+    let eu = Upstream::always(Reply::completion("gpt-4o", 10, 5)).await;
+    let gw = TestGateway::start(&gateway_toml(&guests, &us, &eu), &[("KEY", "sk-up")]).await;
+
+    let mut us_hits = 0;
+    let mut eu_hits = 0;
+    for (suffix, language) in LANGUAGES {
+        // An EU tenant is served by the EU upstream, though the US one comes first.
+        let (status, upstream, json) = ask(&gw, suffix, "sk-bank", "gpt-4o", None).await;
+        assert_eq!(status, 200, "{language}: {json}");
+        assert_eq!(upstream.as_deref(), Some("eu-west"), "{language}");
+        eu_hits += 1;
+
+        // No EU upstream serves the model: the policy's rejection reaches the client.
+        let (status, upstream, json) = ask(&gw, suffix, "sk-bank", "gpt-4o-mini", None).await;
+        assert_eq!(status, 403, "{language}: {json}");
+        assert_eq!(json["error"]["code"], "residency_violation", "{language}");
+        let message = json["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("eu-bank") && message.contains("gpt-4o-mini"),
+            "{language}: {message}"
+        );
+        assert_eq!(upstream, None, "{language}");
+
+        // Other tenants pass through in config order...
+        let (status, upstream, json) = ask(&gw, suffix, "sk-shop", "gpt-4o", None).await;
+        assert_eq!(status, 200, "{language}: {json}");
+        assert_eq!(upstream.as_deref(), Some("us-east"), "{language}");
+        us_hits += 1;
+
+        // ...unless the request asks for EU residency.
+        let (status, upstream, json) = ask(&gw, suffix, "sk-shop", "gpt-4o", Some("Eu")).await;
+        assert_eq!(status, 200, "{language}: {json}");
+        assert_eq!(upstream.as_deref(), Some("eu-west"), "{language}");
+        eu_hits += 1;
+
+        assert_eq!((us.hits(), eu.hits()), (us_hits, eu_hits), "{language}");
+    }
+    gw.stop().await;
+}
