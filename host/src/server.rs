@@ -98,7 +98,9 @@ impl Server {
     }
 
     /// Serves both listeners until `shutdown` resolves, then drains client
-    /// connections (up to the drain timeout) and returns.
+    /// connections (up to the drain timeout) and returns. The admin listener keeps
+    /// answering during the drain (`/readyz` is 503 from the start of shutdown, and
+    /// `/metrics` can still be scraped) and stops once the drain is over.
     pub async fn run(
         self: Arc<Self>,
         client: TcpListener,
@@ -111,17 +113,17 @@ impl Server {
             admin,
             self.clone(),
             admin_token(&self),
-            wait(stop_rx.clone()),
+            wait(stop_rx),
         ));
         let client_shutdown = {
             let this = self.clone();
             async move {
                 shutdown.await;
                 this.ready.store(false, Ordering::Relaxed);
-                let _ = stop_tx.send(true);
             }
         };
         listener::serve(client, self.gateway.clone(), limits, client_shutdown).await;
+        let _ = stop_tx.send(true);
         let _ = admin_task.await;
     }
 }

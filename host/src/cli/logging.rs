@@ -12,10 +12,14 @@
 //!   `RUST_LOG=warn,switchyard::access=info`.
 //! - Admin requests are logged at `DEBUG` under `switchyard::admin`.
 //!
-//! Nothing here redacts: code that logs must never pass secrets (keys,
-//! `authorization`, `api-key`, signatures) as fields.
+//! Code that logs must never pass secrets as fields. As a second line of defence
+//! (dependencies and policies log too), every line is scrubbed before it is
+//! written: the value after `authorization`, `api-key`/`api_key`,
+//! `x-amz-security-token` or `signature` (`:` or `=`), and the credential after
+//! `Bearer `/`Basic `, are replaced by `[redacted]`, in text and JSON lines alike.
 
-use std::io::IsTerminal;
+use std::borrow::Cow;
+use std::io::{IsTerminal, Write};
 
 use anyhow::Context;
 use tracing::Subscriber;
@@ -67,6 +71,7 @@ fn subscriber<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    let writer = Redacting(writer);
     let registry = tracing_subscriber::registry().with(filter);
     match format {
         LogFormat::Text => {
@@ -83,6 +88,145 @@ where
             ),
         ),
     }
+}
+
+/// Wraps a [`MakeWriter`] so every line passes through [`redact`]. The fmt layer
+/// formats a whole event before one `write_all`, so each write is whole lines.
+struct Redacting<M>(M);
+
+impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Redacting<M> {
+    type Writer = RedactingWriter<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingWriter(self.0.make_writer())
+    }
+}
+
+struct RedactingWriter<W>(W);
+
+impl<W: Write> Write for RedactingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write_all(&redact(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// What replaces a secret.
+const REDACTED: &[u8] = b"[redacted]";
+
+/// Names whose value (after `:` or `=`) is a secret. Matched case-insensitively,
+/// anywhere (so `X-Amz-Signature=` is covered by `signature`).
+const SECRET_NAMES: [&[u8]; 5] = [
+    b"authorization",
+    b"api-key",
+    b"api_key",
+    b"x-amz-security-token",
+    b"signature",
+];
+
+/// Authorization schemes whose next word is a credential.
+const SCHEMES: [&[u8]; 2] = [b"bearer", b"basic"];
+
+/// `line` with every secret value replaced by `[redacted]` (borrowed when there
+/// is none).
+fn redact(line: &[u8]) -> Cow<'_, [u8]> {
+    let mut out: Option<Vec<u8>> = None;
+    let (mut i, mut copied) = (0, 0);
+    while i < line.len() {
+        match secret_at(line, i) {
+            Some((start, end)) => {
+                let out = out.get_or_insert_with(|| Vec::with_capacity(line.len()));
+                out.extend_from_slice(&line[copied..start]);
+                out.extend_from_slice(REDACTED);
+                (i, copied) = (end, end);
+            }
+            None => i += 1,
+        }
+    }
+    match out {
+        None => Cow::Borrowed(line),
+        Some(mut out) => {
+            out.extend_from_slice(&line[copied..]);
+            Cow::Owned(out)
+        }
+    }
+}
+
+/// The byte range of a secret value introduced at `i`, if one is.
+fn secret_at(line: &[u8], i: usize) -> Option<(usize, usize)> {
+    let rest = &line[i..];
+    if let Some(scheme) = SCHEMES.iter().find(|s| starts_with_ignore_case(rest, s)) {
+        let word_start = i == 0 || !line[i - 1].is_ascii_alphanumeric();
+        let mut j = i + scheme.len();
+        if !word_start || line.get(j) != Some(&b' ') {
+            return None;
+        }
+        while line.get(j) == Some(&b' ') {
+            j += 1;
+        }
+        return value_range(line, j, token_end(line, j));
+    }
+    let name = SECRET_NAMES
+        .iter()
+        .find(|n| starts_with_ignore_case(rest, n))?;
+    // The key's closing quote (escaped in JSON lines), then `:` or `=`.
+    let mut j = i + name.len();
+    while matches!(line.get(j), Some(b'"' | b'\\' | b'\'' | b' ')) {
+        j += 1;
+    }
+    if !matches!(line.get(j), Some(b':' | b'=')) {
+        return None;
+    }
+    j += 1;
+    while line.get(j) == Some(&b' ') {
+        j += 1;
+    }
+    let quote: &[u8] =
+        if line[j..].starts_with(b"\\\"") {
+            b"\\\""
+        } else if line[j..].starts_with(b"\"") {
+            b"\""
+        } else {
+            // An unquoted scheme (`authorization=Bearer abc`, SigV4's
+            // `AWS4-HMAC-SHA256 Credential=…, Signature=…`): the scheme and
+            // `signature` rules take what follows.
+            if SCHEMES.iter().chain([&&b"aws4-hmac-sha256"[..]]).any(|s| {
+                starts_with_ignore_case(&line[j..], s) && line.get(j + s.len()) == Some(&b' ')
+            }) {
+                return None;
+            }
+            return value_range(line, j, token_end(line, j));
+        };
+    let start = j + quote.len();
+    let end = memchr::memmem::find(&line[start..], quote).map_or(line.len(), |n| start + n);
+    value_range(line, start, end)
+}
+
+/// `start..end` unless it is empty or already redacted.
+fn value_range(line: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
+    (end > start && !line[start..].starts_with(REDACTED)).then_some((start, end))
+}
+
+/// End of the unquoted value starting at `start`.
+fn token_end(line: &[u8], start: usize) -> usize {
+    line[start..]
+        .iter()
+        .position(|b| {
+            b.is_ascii_whitespace()
+                || matches!(
+                    b,
+                    b'"' | b'\'' | b'\\' | b',' | b';' | b'&' | b'}' | b')' | b']'
+                )
+        })
+        .map_or(line.len(), |n| start + n)
+}
+
+fn starts_with_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.len() >= needle.len() && haystack[..needle.len()].eq_ignore_ascii_case(needle)
 }
 
 #[cfg(test)]
@@ -131,6 +275,88 @@ mod tests {
             tracing::warn!(target: "switchyard::gateway", upstream = "azure-eastus", "upstream degraded");
         });
         capture.text()
+    }
+
+    fn redacted(line: &str) -> String {
+        String::from_utf8(redact(line.as_bytes()).into_owned()).unwrap()
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_every_shape() {
+        let cases = [
+            (
+                "authorization: Bearer sk-live-123",
+                "authorization: Bearer [redacted]",
+            ),
+            (
+                "auth=\"Bearer sk-live-123\" x=1",
+                "auth=\"Bearer [redacted]\" x=1",
+            ),
+            (
+                r#"{"authorization":"Bearer sk-1","b":2}"#,
+                r#"{"authorization":"[redacted]","b":2}"#,
+            ),
+            (
+                r#"headers={"api-key": "azkey-9", "x": "y"}"#,
+                r#"headers={"api-key": "[redacted]", "x": "y"}"#,
+            ),
+            (
+                r#"{"message":"sent \"api-key\": \"azkey-9\" upstream"}"#,
+                r#"{"message":"sent \"api-key\": \"[redacted]\" upstream"}"#,
+            ),
+            ("api_key=azkey-9 next=1", "api_key=[redacted] next=1"),
+            (
+                "Authorization: AWS4-HMAC-SHA256 Credential=AKID/20250101/eu-central-1/bedrock/aws4_request, SignedHeaders=host;x-amz-date, Signature=0a1b2c3d",
+                "Authorization: AWS4-HMAC-SHA256 Credential=AKID/20250101/eu-central-1/bedrock/aws4_request, SignedHeaders=host;x-amz-date, Signature=[redacted]",
+            ),
+            (
+                "GET /?X-Amz-Signature=abcdef&X-Amz-Security-Token=tok123 HTTP/1.1",
+                "GET /?X-Amz-Signature=[redacted]&X-Amz-Security-Token=[redacted] HTTP/1.1",
+            ),
+            (
+                "Authorization: Basic dXNlcjpwYXNz",
+                "Authorization: Basic [redacted]",
+            ),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(redacted(line), expected, "{line}");
+            assert_eq!(redacted(expected), expected, "idempotent on {expected}");
+        }
+    }
+
+    #[test]
+    fn ordinary_lines_are_left_alone() {
+        for line in [
+            "api_key_env = \"AZURE_KEY\"",
+            "the SigV4 signature is computed per request",
+            "policy cost@1234abcd routed to azure-eastus",
+            "request_id=\"req-1\" status=200 tokens_in=5",
+            "unbearable latency",
+        ] {
+            assert!(
+                matches!(redact(line.as_bytes()), Cow::Borrowed(_)),
+                "{line} -> {}",
+                redacted(line)
+            );
+        }
+    }
+
+    #[test]
+    fn the_installed_writer_redacts_events() {
+        for format in [LogFormat::Text, LogFormat::Json] {
+            let capture = Capture::default();
+            let sub = subscriber(format, filter_from(None).unwrap(), capture.clone(), false);
+            tracing::subscriber::with_default(sub, || {
+                tracing::info!(authorization = "Bearer sk-live-123", "upstream call");
+                tracing::warn!("guest said: api-key: azkey-9");
+            });
+            let out = capture.text();
+            assert!(
+                !out.contains("sk-live-123") && !out.contains("azkey-9"),
+                "{out}"
+            );
+            assert_eq!(out.matches("[redacted]").count(), 2, "{out}");
+        }
     }
 
     #[test]

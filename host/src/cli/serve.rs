@@ -1,5 +1,5 @@
-//! `switchyard serve`: run the gateway from a config file until SIGTERM/SIGINT;
-//! SIGHUP reloads.
+//! `switchyard serve`: run the gateway from a config file until SIGTERM/SIGINT.
+//! SIGHUP, `POST /admin/reload` and changes to the config or policy files reload.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use switchyard::config::Config;
 use switchyard::server::Server;
+use switchyard::snapshot::{FileWatch, WatchSettings};
 
 /// Arguments of `switchyard serve`.
 #[derive(Debug, clap::Args)]
@@ -18,7 +19,12 @@ pub struct ServeArgs {
 
 /// Runs the gateway.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    runtime()?.block_on(serve_config(&args.config))
+    let runtime = runtime()?;
+    let result = runtime.block_on(serve_config(&args.config));
+    // Whatever is still running after the drain (streams cut by the drain timeout,
+    // queued `observe` calls) is abandoned rather than waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 /// The multi-threaded runtime the gateway runs on.
@@ -40,6 +46,9 @@ pub async fn serve_config(path: &Path) -> anyhow::Result<()> {
     .await
     .context("the gateway did not start")?;
     let (client, admin) = server.bind().await?;
+    // Install the handlers before announcing the ports: a SIGTERM sent right after
+    // the line below must drain, not kill the process.
+    let shutdown = shutdown_signal()?;
     // One machine-readable line on stdout, so scripts and tests can find the ports.
     println!(
         "switchyard listening on http://{} (admin http://{})",
@@ -47,19 +56,50 @@ pub async fn serve_config(path: &Path) -> anyhow::Result<()> {
         admin.local_addr()?
     );
     tokio::spawn(reload_on_sighup(server.clone()));
-    server.clone().run(client, admin, shutdown_signal()).await;
+    let _watch = watch_files(&server, path);
+    server.clone().run(client, admin, shutdown).await;
     tracing::info!("switchyard stopped");
     Ok(())
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now; the future resolves on the first
+/// of them.
+pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down, draining open requests"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down, draining open requests"),
+        }
+    })
+}
+
+/// Reloads when the config file or a policy file changes. A gateway that cannot
+/// watch (e.g. out of inotify watches) still serves, and still reloads on SIGHUP.
+fn watch_files(server: &Arc<Server>, path: &Path) -> Option<FileWatch> {
+    let reloading = server.clone();
+    let watch = FileWatch::start(
+        path.to_path_buf(),
+        server.gateway().clone(),
+        WatchSettings::default(),
+        move |attempt| {
+            let server = reloading.clone();
+            async move {
+                server
+                    .reloader()
+                    .reload_with(server.gateway(), attempt)
+                    .await
+            }
+        },
+    );
+    match watch {
+        Ok(watch) => Some(watch),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot watch files for changes; reload with SIGHUP");
+            None
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The end of a request: metrics, health, the access log line and the policies'
 //! `observe` calls, which run on a bounded queue off the response path.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,7 +52,7 @@ impl Ending {
 /// Where finished requests are reported: metrics and the observe queue.
 pub struct OutcomeSink {
     metrics: Arc<Metrics>,
-    observe: mpsc::Sender<ObserveJob>,
+    observe: ObserveQueue<ObserveJob>,
 }
 
 struct ObserveJob {
@@ -63,12 +64,11 @@ struct ObserveJob {
 impl OutcomeSink {
     /// Starts the observe worker on the current tokio runtime.
     pub fn start(metrics: Arc<Metrics>) -> Arc<OutcomeSink> {
-        let (tx, rx) = mpsc::channel(OBSERVE_QUEUE);
-        tokio::spawn(observe_worker(rx, metrics.clone()));
-        Arc::new(OutcomeSink {
-            metrics,
-            observe: tx,
-        })
+        let observe = ObserveQueue::start(OBSERVE_QUEUE, metrics.clone(), {
+            let metrics = metrics.clone();
+            move |job| observe_all(job, metrics.clone())
+        });
+        Arc::new(OutcomeSink { metrics, observe })
     }
 
     /// The gateway's metrics.
@@ -77,14 +77,47 @@ impl OutcomeSink {
     }
 }
 
-async fn observe_worker(mut rx: mpsc::Receiver<ObserveJob>, metrics: Arc<Metrics>) {
-    while let Some(job) = rx.recv().await {
-        let route = &job.snapshot.routes[job.route];
-        for policy in route.chain.stages() {
-            if let Err(err) = policy.observe(&job.outcome).await {
-                metrics.policy_error(policy.name(), err.kind.as_str());
-                tracing::warn!(policy = policy.name(), error = %err, "policy observe failed");
+/// Calls every stage's `observe` of the route the request ran on, in chain order.
+/// A failure is counted in `switchyard_policy_errors_total` and logged; it never
+/// reaches the client, whose response has already been sent.
+async fn observe_all(job: ObserveJob, metrics: Arc<Metrics>) {
+    let route = &job.snapshot.routes[job.route];
+    for policy in route.chain.stages() {
+        if let Err(err) = policy.observe(&job.outcome).await {
+            metrics.policy_error(policy.name(), err.kind.as_str());
+            tracing::warn!(policy = policy.name(), error = %err, "policy observe failed");
+        }
+    }
+}
+
+/// A bounded queue in front of one worker task. Pushing never waits: when the
+/// queue is full the job is dropped and `switchyard_observe_dropped_total` counts
+/// it, so a slow or failing consumer can never hold up the response path.
+struct ObserveQueue<J> {
+    sender: mpsc::Sender<J>,
+    metrics: Arc<Metrics>,
+}
+
+impl<J: Send + 'static> ObserveQueue<J> {
+    /// Spawns the worker, which runs `handle` on one job at a time.
+    fn start<F, Fut>(capacity: usize, metrics: Arc<Metrics>, mut handle: F) -> ObserveQueue<J>
+    where
+        F: FnMut(J) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let (sender, mut receiver) = mpsc::channel(capacity);
+        tokio::spawn(async move {
+            while let Some(job) = receiver.recv().await {
+                handle(job).await;
             }
+        });
+        ObserveQueue { sender, metrics }
+    }
+
+    /// Queues `job` without waiting; a full (or closed) queue drops and counts it.
+    fn push(&self, job: J) {
+        if self.sender.try_send(job).is_err() {
+            self.metrics.observe_dropped();
         }
     }
 }
@@ -168,6 +201,7 @@ impl PendingOutcome {
             tokens_in = usage.prompt_tokens,
             tokens_out = usage.completion_tokens,
             ending = ending.as_str(),
+            "request finished"
         );
 
         let Some(route) = self.route else { return };
@@ -195,8 +229,56 @@ impl PendingOutcome {
             route,
             outcome,
         };
-        if self.sink.observe.try_send(job).is_err() {
-            metrics.observe_dropped();
+        self.sink.observe.push(job);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dropped(metrics: &Metrics) -> f64 {
+        let text = metrics.encode();
+        text.lines()
+            .find_map(|l| l.strip_prefix("switchyard_observe_dropped_total "))
+            .expect("the dropped counter is exported")
+            .parse()
+            .unwrap()
+    }
+
+    /// A consumer stuck forever never blocks `push`: the queue fills, every
+    /// further job is dropped and counted, and nothing waits on the worker.
+    #[tokio::test]
+    async fn a_stuck_consumer_never_blocks_and_overflow_is_counted() {
+        let metrics = Arc::new(Metrics::new());
+        let started = Arc::new(tokio::sync::Notify::new());
+        let release = Arc::new(tokio::sync::Notify::new());
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let queue = ObserveQueue::start(2, metrics.clone(), {
+            let (started, release, seen) = (started.clone(), release.clone(), seen.clone());
+            move |job: u32| {
+                let (started, release, seen) = (started.clone(), release.clone(), seen.clone());
+                async move {
+                    seen.lock().unwrap().push(job);
+                    started.notify_one();
+                    release.notified().await;
+                }
+            }
+        });
+
+        queue.push(0);
+        started.notified().await; // the worker holds job 0 and is stuck
+        for job in 1..=6 {
+            queue.push(job); // 1 and 2 fill the queue, 3..=6 are dropped
         }
+        assert_eq!(dropped(&metrics), 4.0);
+
+        // Once the consumer moves again, the queued jobs are delivered in order.
+        for _ in 0..2 {
+            release.notify_one();
+            started.notified().await;
+        }
+        assert_eq!(*seen.lock().unwrap(), vec![0, 1, 2]);
+        assert_eq!(dropped(&metrics), 4.0);
     }
 }

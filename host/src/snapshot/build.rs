@@ -185,18 +185,30 @@ impl SnapshotBuilder<'_> {
             })?;
         let hash = hex::encode(Sha256::digest(&wasm));
         let settings = PolicySettings::from(pc);
-        if let Some(previous) = self.previous.and_then(|s| s.policy(&pc.name)) {
-            let same = previous.policy.hash() == hash
-                && previous.policy.settings() == &settings
+        let previous = self
+            .previous
+            .and_then(|s| s.policy(&pc.name))
+            .filter(|previous| previous.policy.hash() == hash);
+        if let Some(previous) = previous {
+            let same = previous.policy.settings() == &settings
                 && previous.policy.config() == &pc.config
                 && previous.source == path;
             if same {
+                // Unchanged: the same policy, warm instances and all.
                 return Ok(LoadedPolicy {
                     policy: previous.policy.clone(),
                     source: path,
                     loaded_at: previous.loaded_at,
                 });
             }
+            // Same component, other settings: reuse the compiled code, check again.
+            let policy = previous.policy.with_settings(settings, pc.config.clone());
+            self.check_policy(config, pc, &policy).await?;
+            return Ok(LoadedPolicy {
+                policy,
+                source: path,
+                loaded_at: SystemTime::now(),
+            });
         }
 
         let spec = PolicySpec {
@@ -213,6 +225,15 @@ impl SnapshotBuilder<'_> {
                 policy: pc.name.clone(),
                 source,
             })?;
+        let info = policy.load_info();
+        tracing::info!(
+            policy = %pc.name,
+            version = policy.hash8(),
+            bytes = info.size_bytes,
+            from_cache = info.from_cache,
+            load_ms = info.elapsed.as_millis() as u64,
+            "policy loaded"
+        );
         self.check_policy(config, pc, &policy).await?;
         Ok(LoadedPolicy {
             policy,

@@ -5,6 +5,7 @@
 
 mod build;
 mod reload;
+mod watch;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,7 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use build::{EnvLookup, SnapshotBuilder, SnapshotError};
-pub use reload::{ReloadReport, Reloader};
+pub use reload::{Attempt, ReloadReport, Reloader};
+pub use watch::{FileWatch, WatchSettings};
 
 use crate::config::{Config, ProviderKind};
 use crate::gateway::auth::ClientKeys;

@@ -24,6 +24,18 @@ pub struct ReloadReport {
     pub policy: Option<String>,
 }
 
+/// How a failed reload is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// A failure is final: logged as an error, counted
+    /// (`switchyard_policy_reloads_total{result="error"}`) and shown by the admin API.
+    Final,
+    /// A failure may be a file still being written: it is logged at debug level
+    /// only, and the caller retries (the file watcher's grace period). A success
+    /// counts like any other.
+    Tentative,
+}
+
 /// Builds and installs snapshots for one gateway.
 pub struct Reloader {
     engine: PolicyEngine,
@@ -77,13 +89,25 @@ impl Reloader {
             env: &*self.env,
             previous,
         };
-        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        builder.build(config, generation).await
+        let mut snapshot = builder.build(config, 0).await?;
+        // Numbered once built, so failed attempts leave no gaps.
+        snapshot.generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        Ok(snapshot)
     }
 
     /// Re-reads the config file and its policies; installs the result only if every
     /// check passes. Returns the installed generation.
     pub async fn reload(&self, gateway: &Gateway) -> Result<u64, Arc<SnapshotError>> {
+        self.reload_with(gateway, Attempt::Final).await
+    }
+
+    /// Like [`Reloader::reload`]; a failed [`Attempt::Tentative`] leaves no trace in
+    /// the metrics or the admin API. Reloads run one at a time.
+    pub async fn reload_with(
+        &self,
+        gateway: &Gateway,
+        attempt: Attempt,
+    ) -> Result<u64, Arc<SnapshotError>> {
         let _running = self.running.lock().await;
         let result = match &self.config_path {
             Some(path) => match Config::load(path) {
@@ -104,8 +128,12 @@ impl Reloader {
             gateway.install(snapshot);
             generation
         });
-        gateway.metrics().reload(result.is_ok());
         let result = result.map_err(Arc::new);
+        if let (Err(err), Attempt::Tentative) = (&result, attempt) {
+            tracing::debug!(error = %err, "reload not possible yet; will retry");
+            return result;
+        }
+        gateway.metrics().reload(result.is_ok());
         match &result {
             Ok(generation) => tracing::info!(generation, "reloaded config and policies"),
             Err(err) => {

@@ -1,0 +1,365 @@
+//! Watching the config file and the policy files, and reloading when they change.
+//!
+//! Files change in many ways: renamed into place, truncated and rewritten, copied
+//! in several writes, or swapped in through a symlink (the Kubernetes ConfigMap
+//! layout swaps a `..data` symlink). So the watch is on *directories*: each
+//! file's parent, and the parent of the file it resolves to through symlinks. Any
+//! event there (other than reads) leads to a look at the watched files themselves:
+//!
+//! 1. **Settle**: wait until their size, mtime and inode stay the same for
+//!    `settle` with no new event in between.
+//! 2. **Changed?**: compare their contents (SHA-256) with what the last reload
+//!    saw; a change to some other file in the same directory reloads nothing
+//!    (and reads nothing: a file whose metadata did not change is not re-read).
+//! 3. **Reload** as an [`Attempt::Tentative`]: a file that does not load may still
+//!    be being written, so it is retried every `retry` until `grace` has passed
+//!    since the last event; only then is a failure final (logged, counted in
+//!    `switchyard_policy_reloads_total{result="error"}`, shown by the admin API).
+//!
+//! One task does all of this, so file-triggered reloads run one at a time and a
+//! burst of events becomes one reload. The set of watched files and directories
+//! is recomputed after every check, from the installed config and the config on
+//! disk, so new policies and new symlink targets are followed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+use tokio::time::{Instant, timeout};
+
+use super::{Attempt, SnapshotError};
+use crate::config::Config;
+use crate::gateway::Gateway;
+
+/// Timing of the file watch.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchSettings {
+    /// How long the files must stay unchanged, with no event, before a reload.
+    pub settle: Duration,
+    /// How often a reload that failed tentatively is retried.
+    pub retry: Duration,
+    /// How long after the last event a failing file counts as "still being
+    /// written" before its failure is reported.
+    pub grace: Duration,
+}
+
+impl Default for WatchSettings {
+    fn default() -> Self {
+        WatchSettings {
+            settle: Duration::from_millis(50),
+            retry: Duration::from_millis(100),
+            grace: Duration::from_millis(1500),
+        }
+    }
+}
+
+/// A running watch over the config file and the policy files it names. Dropping
+/// it stops watching.
+pub struct FileWatch {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FileWatch {
+    /// Starts watching `config_path` and the files of `gateway`'s config; `reload`
+    /// rebuilds and installs the snapshot (e.g. [`super::Reloader::reload_with`]).
+    /// Must be called inside a tokio runtime.
+    pub fn start<R, F>(
+        config_path: PathBuf,
+        gateway: Arc<Gateway>,
+        settings: WatchSettings,
+        reload: R,
+    ) -> Result<FileWatch, notify::Error>
+    where
+        R: Fn(Attempt) -> F + Send + 'static,
+        F: Future<Output = Result<u64, Arc<SnapshotError>>> + Send + 'static,
+    {
+        // A stored permit stands for "something changed since you last looked":
+        // any number of events coalesce into one.
+        let events = Arc::new(Notify::new());
+        let signal = events.clone();
+        let notifier = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if is_change(&event) {
+                signal.notify_one();
+            }
+        })?;
+        let mut files = WatchedFiles {
+            notifier,
+            config_path,
+            gateway,
+            files: Vec::new(),
+            dirs: BTreeSet::new(),
+        };
+        files.refresh();
+        tracing::info!(
+            files = files.files.len(),
+            directories = files.dirs.len(),
+            "watching the config and policy files for changes"
+        );
+        let task = tokio::spawn(watch(files, events, settings, reload));
+        Ok(FileWatch { task })
+    }
+}
+
+impl Drop for FileWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The watch loop: wait for an event, let the files settle, reload if their
+/// contents changed, retrying through the grace period.
+async fn watch<R, F>(
+    mut files: WatchedFiles,
+    events: Arc<Notify>,
+    settings: WatchSettings,
+    reload: R,
+) where
+    R: Fn(Attempt) -> F,
+    F: Future<Output = Result<u64, Arc<SnapshotError>>>,
+{
+    // The contents the installed snapshot (or the last final failure) was built from.
+    let mut seen = files.contents(&Contents::new(), Reuse::SameStat).await;
+    loop {
+        events.notified().await;
+        files.settle(&events, settings.settle).await;
+        let mut current = files.contents(&seen, Reuse::SameStat).await;
+        if same_sums(&current, &seen) {
+            files.refresh();
+            continue;
+        }
+        tracing::info!("config or policy files changed: reloading");
+        let mut deadline = Instant::now() + settings.grace;
+        let mut waiting = false;
+        loop {
+            let attempt = if Instant::now() >= deadline {
+                Attempt::Final
+            } else {
+                Attempt::Tentative
+            };
+            match reload(attempt).await {
+                Ok(_) => break,
+                Err(_) if attempt == Attempt::Final => break,
+                // Said once per change; the retries log at debug level.
+                Err(err) if !waiting => {
+                    waiting = true;
+                    tracing::info!(
+                        error = %err,
+                        "changed files do not load yet (still being written?); retrying"
+                    );
+                }
+                Err(_) => {}
+            }
+            // Not loadable (yet): wait for the next write or the retry interval.
+            if timeout(settings.retry, events.notified()).await.is_ok() {
+                files.settle(&events, settings.settle).await;
+                current = files.contents(&current, Reuse::SameStat).await;
+                deadline = Instant::now() + settings.grace;
+            }
+        }
+        // The config may name other files now. Files written during the reload
+        // have left a permit, so a change made meanwhile is looked at next.
+        files.refresh();
+        seen = files.contents(&current, Reuse::Always).await;
+    }
+}
+
+/// Whether an event may mean a file changed; opening and reading do not (the
+/// reload itself reads the files).
+fn is_change(event: &notify::Result<notify::Event>) -> bool {
+    match event {
+        Ok(event) => match event.kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+            EventKind::Access(_) => false,
+            _ => true,
+        },
+        // An overflowed queue or a failing backend: look, to be safe.
+        Err(_) => true,
+    }
+}
+
+/// What a file looks like on disk without reading it.
+type Stat = Option<(u64, SystemTime, u64, u64)>;
+
+/// The files that matter and the directories watched for them.
+struct WatchedFiles {
+    notifier: RecommendedWatcher,
+    config_path: PathBuf,
+    gateway: Arc<Gateway>,
+    files: Vec<PathBuf>,
+    dirs: BTreeSet<PathBuf>,
+}
+
+impl WatchedFiles {
+    /// Recomputes the files (the config, and each policy's component and cases
+    /// in the installed config and in the config on disk) and watches their
+    /// directories and their symlink targets' directories.
+    fn refresh(&mut self) {
+        let installed = self.gateway.snapshot();
+        let on_disk = Config::load(&self.config_path).ok();
+        let mut files = BTreeSet::from([self.config_path.clone()]);
+        for config in [Some(&*installed.config), on_disk.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            for policy in &config.policies {
+                files.insert(config.resolve_path(&policy.file));
+                if let Some(tests) = &policy.tests {
+                    files.insert(config.resolve_path(tests));
+                }
+            }
+        }
+        let mut dirs = BTreeSet::new();
+        for file in &files {
+            dirs.insert(parent(file));
+            if let Ok(target) = std::fs::canonicalize(file) {
+                dirs.insert(parent(&target));
+            }
+        }
+        for gone in self.dirs.difference(&dirs) {
+            // Fails when the directory is already gone (an old ConfigMap version).
+            let _ = self.notifier.unwatch(gone);
+        }
+        let mut watched = BTreeSet::new();
+        for dir in dirs {
+            if self.dirs.contains(&dir) {
+                watched.insert(dir);
+                continue;
+            }
+            match self.notifier.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    watched.insert(dir);
+                }
+                Err(err) => {
+                    tracing::warn!(dir = %dir.display(), error = %err, "cannot watch directory")
+                }
+            }
+        }
+        self.dirs = watched;
+        self.files = files.into_iter().collect();
+    }
+
+    /// Waits until no event arrives and the files' metadata stays the same for
+    /// `settle`: a writer has finished (or paused).
+    async fn settle(&self, events: &Notify, settle: Duration) {
+        loop {
+            let before = self.stats();
+            if timeout(settle, events.notified()).await.is_err() && self.stats() == before {
+                return;
+            }
+        }
+    }
+
+    fn stats(&self) -> Vec<Stat> {
+        self.files.iter().map(|file| stat(file)).collect()
+    }
+
+    /// Each file's metadata and SHA-256 (none when unreadable). A file listed
+    /// in `known` keeps its entry there as `reuse` says, unread.
+    async fn contents(&self, known: &Contents, reuse: Reuse) -> Contents {
+        let files = self.files.clone();
+        let known = known.clone();
+        tokio::task::spawn_blocking(move || {
+            files
+                .into_iter()
+                .map(|file| {
+                    let stat = stat(&file);
+                    let entry = match known.get(&file) {
+                        Some(entry) if reuse == Reuse::Always => *entry,
+                        // Unchanged metadata: the same content (a later write
+                        // would carry a later mtime, as the file has settled).
+                        Some(entry) if stat.is_some() && entry.0 == stat => *entry,
+                        _ => {
+                            let sum = std::fs::read(&file).ok().map(|b| Sha256::digest(b).into());
+                            (stat, sum)
+                        }
+                    };
+                    (file, entry)
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
+    }
+}
+
+/// Files' metadata and content hashes.
+type Contents = BTreeMap<PathBuf, (Stat, Option<[u8; 32]>)>;
+
+/// When [`WatchedFiles::contents`] takes a known entry instead of reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reuse {
+    /// When the file's metadata is unchanged.
+    SameStat,
+    /// Always (new files only are read).
+    Always,
+}
+
+/// Whether both list the same files with the same contents.
+fn same_sums(a: &Contents, b: &Contents) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((path_a, (_, sum_a)), (path_b, (_, sum_b)))| path_a == path_b && sum_a == sum_b)
+}
+
+fn stat(file: &Path) -> Stat {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(file).ok()?;
+    Some((meta.len(), meta.modified().ok()?, meta.ino(), meta.dev()))
+}
+
+/// The directory holding `file` (`.` for a bare file name).
+fn parent(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, ModifyKind};
+
+    #[test]
+    fn reads_are_not_changes() {
+        let event = |kind| Ok(notify::Event::new(kind));
+        assert!(!is_change(&event(EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        )))));
+        assert!(!is_change(&event(EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        )))));
+        assert!(is_change(&event(EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        )))));
+        assert!(is_change(&event(EventKind::Create(CreateKind::File))));
+        assert!(is_change(&event(EventKind::Modify(ModifyKind::Any))));
+        assert!(is_change(&Err(notify::Error::generic("overflow"))));
+    }
+
+    #[test]
+    fn only_contents_count_as_changes() {
+        let touched = Some((3, SystemTime::now(), 1, 1));
+        let entry = |stat, sum: u8| (PathBuf::from("/p.wasm"), (stat, Some([sum; 32])));
+        let a = Contents::from([entry(None, 1)]);
+        assert!(same_sums(&a, &Contents::from([entry(touched, 1)])));
+        assert!(!same_sums(&a, &Contents::from([entry(None, 2)])));
+        assert!(!same_sums(&a, &Contents::new()));
+    }
+
+    #[test]
+    fn bare_names_live_in_the_working_directory() {
+        assert_eq!(parent(Path::new("switchyard.toml")), PathBuf::from("."));
+        assert_eq!(
+            parent(Path::new("/etc/sy/a.wasm")),
+            PathBuf::from("/etc/sy")
+        );
+    }
+}
