@@ -66,6 +66,12 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// HTTP/2 concurrent streams per client connection.
     pub h2_max_concurrent_streams: u32,
+    /// HTTP/2 streams a client may open and reset before the gateway accepts them
+    /// ("rapid reset", CVE-2023-44487); beyond it the connection gets a GOAWAY.
+    pub h2_max_pending_accept_reset_streams: usize,
+    /// HTTP/2 streams the gateway may reset for protocol errors on one connection
+    /// before it sends a GOAWAY (CVE-2024-2758 style floods).
+    pub h2_max_local_error_reset_streams: usize,
     /// Default time to establish an upstream connection (including TLS).
     pub connect_timeout_ms: u64,
     /// Default time from sending an upstream request to its first response byte.
@@ -88,6 +94,8 @@ impl Default for ServerConfig {
             header_read_timeout_ms: 10_000,
             max_connections: 10_000,
             h2_max_concurrent_streams: 256,
+            h2_max_pending_accept_reset_streams: 64,
+            h2_max_local_error_reset_streams: 256,
             connect_timeout_ms: 2_000,
             first_byte_timeout_ms: 60_000,
             idle_timeout_ms: 60_000,

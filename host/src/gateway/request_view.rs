@@ -124,7 +124,9 @@ impl RequestView {
                         "true" => true,
                         "false" | "null" => false,
                         _ => {
-                            return Err(BodyError::InvalidJson("`stream` must be a boolean".into()));
+                            return Err(BodyError::InvalidJson(
+                                "`stream` must be a boolean".into(),
+                            ));
                         }
                     }
                 }

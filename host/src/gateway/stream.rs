@@ -72,6 +72,15 @@ impl ResponseStream {
         }
     }
 
+    /// Reports the request complete once the upstream body has nothing left: with
+    /// a known length, hyper stops polling after the last byte and drops the body
+    /// without asking for its end, which must not look like a client going away.
+    fn finish_if_drained(&mut self) {
+        if !self.finished && self.inner.is_end_stream() {
+            self.finish(Ending::Complete);
+        }
+    }
+
     fn broken(&mut self, reason: String) -> Poll<Option<Result<Frame<Bytes>, StreamBroken>>> {
         self.finish(Ending::Broken);
         if self.sse {
@@ -101,6 +110,7 @@ impl Body for ResponseStream {
     ) -> Poll<Option<Result<Frame<Bytes>, StreamBroken>>> {
         let this = self.get_mut();
         if let Some(first) = this.first.take() {
+            this.finish_if_drained();
             return Poll::Ready(Some(Ok(first)));
         }
         if this.finished {
@@ -113,6 +123,7 @@ impl Body for ResponseStream {
                 }
                 let deadline = Instant::now() + this.idle_timeout;
                 this.idle.as_mut().reset(deadline);
+                this.finish_if_drained();
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(err))) => this.broken(err.to_string()),
@@ -182,6 +193,17 @@ impl Tail {
     fn usage(&self) -> Option<Usage> {
         usage_in(&self.bytes)
     }
+}
+
+/// Runs `chunks` through the tail the forwarder keeps, as a body's frames arrive,
+/// and reads `usage` from it as the forwarder does when the body ends. The
+/// parsing half of the SSE forwarder, public for the fuzz targets.
+pub fn usage_after_frames<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> Option<Usage> {
+    let mut tail = Tail::default();
+    for chunk in chunks {
+        tail.push(chunk);
+    }
+    tail.usage()
 }
 
 fn usage_in(bytes: &[u8]) -> Option<Usage> {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -11,6 +12,7 @@ use super::error::PolicyError;
 use super::json::{CandidateJson, DecisionJson, ExpectJson, RequestJson};
 use super::loaded::Policy;
 use super::samples;
+use super::settings::PolicySettings;
 use super::types::Decision;
 
 /// A `cases.json` file: default candidates and config, and the cases.
@@ -101,11 +103,22 @@ impl fmt::Display for CaseResult {
     }
 }
 
+/// Least deadline a recorded case runs under. Cases check behaviour, not speed:
+/// each case instantiates afresh (about 1 ms for a JS or Python guest, many
+/// times that on a loaded machine), which must not fail a case that would pass
+/// under the policy's own, tighter deadline. A looping policy still ends.
+pub const CASE_DEADLINE: Duration = Duration::from_secs(2);
+
 /// Runs every case of `file` against `policy`, in order. Each case runs on a
 /// fresh instance with its own config, so no guest state leaks between cases
-/// (counters are shared: they belong to the policy name).
+/// (counters are shared: they belong to the policy name), under the policy's
+/// deadline or [`CASE_DEADLINE`], whichever is longer.
 pub async fn run_cases(policy: &Policy, file: &CaseFile) -> Vec<CaseResult> {
     let mut results = Vec::with_capacity(file.cases.len());
+    let settings = PolicySettings {
+        deadline: policy.settings().deadline.max(CASE_DEADLINE),
+        ..policy.settings().clone()
+    };
     for case in &file.cases {
         let config = case.config.as_ref().unwrap_or(&file.config).clone();
         let candidates: Vec<_> = case
@@ -118,7 +131,7 @@ pub async fn run_cases(policy: &Policy, file: &CaseFile) -> Vec<CaseResult> {
             .collect();
         let request = case.request.clone().into();
         let decided = policy
-            .with_config(config)
+            .with_settings(settings.clone(), config)
             .decide(&request, &candidates)
             .await;
         results.push(judge(case, decided));

@@ -52,6 +52,10 @@ pub struct Policy {
     memory_limit: u64,
     compiled: Arc<Compiled>,
     pool: InstancePool,
+    /// Calls of this version running at once: half the cores (at least one), so
+    /// a policy that spins to its deadline on every call can take at most half
+    /// the CPU, and other routes' calls and the gateway's I/O keep the rest.
+    running: tokio::sync::Semaphore,
 }
 
 impl Policy {
@@ -89,8 +93,10 @@ impl Policy {
         let memory_limit = settings
             .memory_limit_bytes
             .min(compiled.engine.max_memory_bytes());
+        let slots = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1));
         Arc::new(Policy {
             pool: InstancePool::new(pool_size, settings.max_uses),
+            running: tokio::sync::Semaphore::new(slots),
             name,
             settings,
             config,
@@ -105,6 +111,21 @@ impl Policy {
         Policy::build(
             self.name.clone(),
             self.settings.clone(),
+            Arc::new(config),
+            self.compiled.clone(),
+        )
+    }
+
+    /// The same compiled policy with other settings and config, and a pool of
+    /// its own (used to run recorded cases under a test deadline).
+    pub fn with_settings(
+        &self,
+        settings: PolicySettings,
+        config: BTreeMap<String, String>,
+    ) -> Arc<Policy> {
+        Policy::build(
+            self.name.clone(),
+            settings,
             Arc::new(config),
             self.compiled.clone(),
         )
@@ -172,6 +193,7 @@ impl Policy {
         candidates: &[Candidate],
     ) -> Result<(Decision, Vec<usize>), PolicyError> {
         let deadline = Instant::now() + self.settings.deadline;
+        let _running = self.start_call(deadline).await?;
         let mut instance = self.checkout(deadline).await?;
         let called = run_until(
             deadline,
@@ -199,6 +221,7 @@ impl Policy {
     /// Reports a finished request to the policy, under the same limits as `decide`.
     pub async fn observe(&self, outcome: &Outcome) -> Result<(), PolicyError> {
         let deadline = Instant::now() + self.settings.deadline;
+        let _running = self.start_call(deadline).await?;
         let mut instance = self.checkout(deadline).await?;
         let called = run_until(
             deadline,
@@ -211,6 +234,25 @@ impl Policy {
                 Ok(())
             }
             Err(failure) => Err(self.fail(instance, failure)),
+        }
+    }
+
+    /// Waits for a free call slot; a call still waiting at its deadline fails
+    /// as a `deadline` error (an overloaded policy sheds its own calls).
+    async fn start_call(
+        &self,
+        deadline: Instant,
+    ) -> Result<tokio::sync::SemaphorePermit<'_>, PolicyError> {
+        match tokio::time::timeout_at(deadline.into(), self.running.acquire()).await {
+            Ok(permit) => Ok(permit.expect("the semaphore is never closed")),
+            Err(_) => Err(self.error(
+                PolicyErrorKind::Deadline,
+                format!(
+                    "waited past its deadline of {} ms for a free call slot \
+                     (its share of the cores is busy with it)",
+                    self.settings.deadline.as_millis()
+                ),
+            )),
         }
     }
 
