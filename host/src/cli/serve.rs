@@ -46,17 +46,20 @@ pub async fn serve_config(path: &Path) -> anyhow::Result<()> {
     .await
     .context("the gateway did not start")?;
     let (client, admin) = server.bind().await?;
-    // Install the handlers before announcing the ports: a SIGTERM sent right after
-    // the line below must drain, not kill the process.
+    // Install the handlers and the file watch before announcing the ports: a
+    // SIGTERM sent right after the line below must drain, not kill the process,
+    // and a file edited right after it must be seen.
     let shutdown = shutdown_signal()?;
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
+    tokio::spawn(reload_on_sighup(server.clone(), hangups));
+    let _watch = watch_files(&server, path);
     // One machine-readable line on stdout, so scripts and tests can find the ports.
     println!(
         "switchyard listening on http://{} (admin http://{})",
         client.local_addr()?,
         admin.local_addr()?
     );
-    tokio::spawn(reload_on_sighup(server.clone()));
-    let _watch = watch_files(&server, path);
     server.clone().run(client, admin, shutdown).await;
     tracing::info!("switchyard stopped");
     Ok(())
@@ -103,11 +106,7 @@ fn watch_files(server: &Arc<Server>, path: &Path) -> Option<FileWatch> {
     }
 }
 
-async fn reload_on_sighup(server: Arc<Server>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
+async fn reload_on_sighup(server: Arc<Server>, mut hup: tokio::signal::unix::Signal) {
     while hup.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading");
         let _ = server.reload().await;

@@ -96,12 +96,16 @@ impl FileWatch {
             dirs: BTreeSet::new(),
         };
         files.refresh();
+        // The baseline is read now, before this returns, so an edit made right
+        // after start is compared against the files as they were (read on the
+        // caller's thread: a few files, once, at start-up).
+        let seen = read_contents(files.files.clone(), Contents::new(), Reuse::SameStat);
         tracing::info!(
             files = files.files.len(),
             directories = files.dirs.len(),
             "watching the config and policy files for changes"
         );
-        let task = tokio::spawn(watch(files, events, settings, reload));
+        let task = tokio::spawn(watch(files, seen, events, settings, reload));
         Ok(FileWatch { task })
     }
 }
@@ -116,6 +120,7 @@ impl Drop for FileWatch {
 /// contents changed, retrying through the grace period.
 async fn watch<R, F>(
     mut files: WatchedFiles,
+    mut seen: Contents,
     events: Arc<Notify>,
     settings: WatchSettings,
     reload: R,
@@ -123,8 +128,8 @@ async fn watch<R, F>(
     R: Fn(Attempt) -> F,
     F: Future<Output = Result<u64, Arc<SnapshotError>>>,
 {
-    // The contents the installed snapshot (or the last final failure) was built from.
-    let mut seen = files.contents(&Contents::new(), Reuse::SameStat).await;
+    // `seen`: the contents the installed snapshot (or the last final failure)
+    // was built from.
     loop {
         events.notified().await;
         files.settle(&events, settings.settle).await;
@@ -264,28 +269,32 @@ impl WatchedFiles {
     async fn contents(&self, known: &Contents, reuse: Reuse) -> Contents {
         let files = self.files.clone();
         let known = known.clone();
-        tokio::task::spawn_blocking(move || {
-            files
-                .into_iter()
-                .map(|file| {
-                    let stat = stat(&file);
-                    let entry = match known.get(&file) {
-                        Some(entry) if reuse == Reuse::Always => *entry,
-                        // Unchanged metadata: the same content (a later write
-                        // would carry a later mtime, as the file has settled).
-                        Some(entry) if stat.is_some() && entry.0 == stat => *entry,
-                        _ => {
-                            let sum = std::fs::read(&file).ok().map(|b| Sha256::digest(b).into());
-                            (stat, sum)
-                        }
-                    };
-                    (file, entry)
-                })
-                .collect()
-        })
-        .await
-        .unwrap_or_default()
+        tokio::task::spawn_blocking(move || read_contents(files, known, reuse))
+            .await
+            .unwrap_or_default()
     }
+}
+
+/// Each of `files`' metadata and SHA-256 (none when unreadable); an entry of
+/// `known` is kept unread as `reuse` says. Blocking.
+fn read_contents(files: Vec<PathBuf>, known: Contents, reuse: Reuse) -> Contents {
+    files
+        .into_iter()
+        .map(|file| {
+            let stat = stat(&file);
+            let entry = match known.get(&file) {
+                Some(entry) if reuse == Reuse::Always => *entry,
+                // Unchanged metadata: the same content (a later write would
+                // carry a later mtime, as the file has settled).
+                Some(entry) if stat.is_some() && entry.0 == stat => *entry,
+                _ => {
+                    let sum = std::fs::read(&file).ok().map(|b| Sha256::digest(b).into());
+                    (stat, sum)
+                }
+            };
+            (file, entry)
+        })
+        .collect()
 }
 
 /// Files' metadata and content hashes.
