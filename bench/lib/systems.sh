@@ -1,0 +1,271 @@
+# shellcheck shell=bash disable=SC2034
+# The systems under test and the upstreams they share: config writers and starters.
+# Sourced after common.sh. Each start_* writes its config under $RUN, starts the
+# process (pinned, see common.sh), waits until it answers and sets a *_PID variable.
+
+COMPLETION=$(tr -d '\n' <"$BENCH_DIR/lib/completion.json")
+REQUEST_FILE=$BENCH_DIR/lib/request.json
+
+# The request body for MODEL (the fixed chat request with its model replaced).
+request_body() {
+    sed "s/\"model\":\"gpt-4o\"/\"model\":\"$1\"/" "$REQUEST_FILE" | tr -d '\n'
+}
+
+# nginx_common NAME: the top of an nginx config whose prefix is $RUN/nginx-NAME.
+nginx_common() {
+    local prefix=$RUN/nginx-$1
+    mkdir -p "$prefix/logs"
+    cat <<EOF
+daemon off;
+master_process on;
+worker_processes 1;
+pid $prefix/nginx.pid;
+error_log $prefix/logs/error.log warn;
+load_module /usr/lib/nginx/modules/ngx_http_echo_module.so;
+events { worker_connections 4096; multi_accept on; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    client_body_temp_path $prefix/client_body;
+    proxy_temp_path $prefix/proxy;
+    fastcgi_temp_path $prefix/fastcgi;
+    uwsgi_temp_path $prefix/uwsgi;
+    scgi_temp_path $prefix/scgi;
+    client_body_buffer_size 64k;
+EOF
+}
+
+# start_upstream: one nginx with the fast, 20 ms and flaky (10 % HTTP 500) upstreams,
+# pinned with the load generator.
+start_upstream() {
+    local conf=$RUN/nginx-upstream.conf
+    {
+        nginx_common upstream
+        cat <<EOF
+    split_clients "\${request_id}" \$bench_fail { 10% fail; * ok; }
+    server {
+        listen 127.0.0.1:$P_FAST backlog=4096;
+        location = /v1/chat/completions {
+            default_type application/json;
+            return 200 '$COMPLETION';
+        }
+    }
+    server {
+        listen 127.0.0.1:$P_SLOW backlog=4096;
+        location = /v1/chat/completions {
+            default_type application/json;
+            echo_read_request_body;
+            echo_sleep 0.02;
+            echo -n '$COMPLETION';
+        }
+    }
+    server {
+        listen 127.0.0.1:$P_FLAKY backlog=4096;
+        location = /v1/chat/completions {
+            default_type application/json;
+            if (\$bench_fail = fail) {
+                return 500 '{"error":{"message":"injected failure","type":"server_error","code":"bench"}}';
+            }
+            return 200 '$COMPLETION';
+        }
+    }
+}
+EOF
+    } >"$conf"
+    local p
+    for p in $P_FAST $P_SLOW $P_FLAKY; do port_free "$p" || die "port $p is taken (set BENCH_PORT_BASE)"; done
+    "${LOAD_CPU[@]}" nginx -p "$RUN/nginx-upstream" -c "$conf" 2>"$RUN/nginx-upstream.log" &
+    UPSTREAM_PID=$!
+    BENCH_PIDS+=("$UPSTREAM_PID")
+    wait_http "http://127.0.0.1:$P_FAST/" "$UPSTREAM_PID"
+}
+
+# start_nginx_proxy: nginx proxy_pass with upstream keepalive, pinned to the gateway CPU.
+start_nginx_proxy() {
+    local conf=$RUN/nginx-proxy.conf
+    {
+        nginx_common proxy
+        cat <<EOF
+    upstream fast { server 127.0.0.1:$P_FAST; keepalive 256; keepalive_requests 1000000; }
+    upstream slow { server 127.0.0.1:$P_SLOW; keepalive 256; keepalive_requests 1000000; }
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header Authorization "Bearer $UPSTREAM_KEY";
+    server {
+        listen 127.0.0.1:$P_NGX_FAST backlog=4096;
+        location / { proxy_pass http://fast; }
+    }
+    server {
+        listen 127.0.0.1:$P_NGX_SLOW backlog=4096;
+        location / { proxy_pass http://slow; }
+    }
+}
+EOF
+    } >"$conf"
+    "${GW_CPU[@]}" nginx -p "$RUN/nginx-proxy" -c "$conf" 2>"$RUN/nginx-proxy.log" &
+    NGINX_PROXY_PID=$!
+    BENCH_PIDS+=("$NGINX_PROXY_PID")
+    wait_http "http://127.0.0.1:$P_NGX_FAST/" "$NGINX_PROXY_PID"
+}
+
+# switchyard_config FILE [FLAKY]: the gateway config. Models `gpt-4o` (two candidates
+# on the fast upstream, one US and one EU, different prices) and `gpt-4o-slow` (the
+# 20 ms upstream); route `chat` runs compliance then cost on every request. With
+# FLAKY=1, `gpt-4o`'s cheapest candidate is the 10 %-failing upstream instead, so
+# one request in ten falls back to the second candidate.
+switchyard_config() {
+    local file=$1 flaky=${2:-0} first_port=$P_FAST
+    # SWITCHYARD_ROUTE_POLICIES='[]' runs without the chain (to measure what it costs).
+    local policies=${SWITCHYARD_ROUTE_POLICIES:-'["compliance", "cost"]'}
+    [ "$flaky" = 1 ] && first_port=$P_FLAKY
+    local key_sha
+    key_sha=$(printf '%s' "$CLIENT_KEY" | sha256sum | cut -d' ' -f1)
+    cat >"$file" <<EOF
+[server]
+listen = "127.0.0.1:$P_SY"
+admin_listen = "127.0.0.1:$P_SY_ADMIN"
+
+[engine]
+cache_dir = "$OUT/cache"
+${SWITCHYARD_ENGINE_EXTRA:-}
+
+[[client]]
+name = "bench"
+key_sha256 = "$key_sha"
+tenant = "bench-tenant"
+
+[[upstream]]
+name = "primary-us"
+provider = "openai"
+endpoint = "http://127.0.0.1:$first_port"
+api_key_env = "BENCH_UPSTREAM_KEY"
+region = "eastus"
+jurisdiction = "us"
+models = { "gpt-4o" = { input_per_mtok = 2.5, output_per_mtok = 10.0 } }
+
+[[upstream]]
+name = "secondary-eu"
+provider = "openai"
+endpoint = "http://127.0.0.1:$P_FAST"
+api_key_env = "BENCH_UPSTREAM_KEY"
+region = "westeurope"
+jurisdiction = "eu"
+models = { "gpt-4o" = { input_per_mtok = 2.75, output_per_mtok = 11.0 } }
+
+[[upstream]]
+name = "slow-us"
+provider = "openai"
+endpoint = "http://127.0.0.1:$P_SLOW"
+api_key_env = "BENCH_UPSTREAM_KEY"
+region = "eastus"
+jurisdiction = "us"
+models = { "gpt-4o-slow" = { input_per_mtok = 2.5, output_per_mtok = 10.0 } }
+
+[[policy]]
+name = "compliance"
+file = "$OUT/guests/compliance.wasm"
+config = { eu_tenants = "eu-bank,eu-insurer" }
+${SWITCHYARD_POLICY_EXTRA:-}
+
+[[policy]]
+name = "cost"
+file = "$OUT/guests/cost.wasm"
+${SWITCHYARD_POLICY_EXTRA:-}
+
+[[route]]
+name = "chat"
+path_prefix = "/v1/"
+policies = $policies
+EOF
+}
+
+# start_switchyard [FLAKY] [WRAPPER...]: the release binary, pinned to the gateway CPU.
+# Access log off (RUST_LOG=warn), like nginx's `access_log off`. A WRAPPER (e.g.
+# valgrind) runs the binary under it.
+start_switchyard() {
+    local flaky=${1:-0}
+    shift || true
+    local conf=$RUN/switchyard.toml
+    switchyard_config "$conf" "$flaky"
+    port_free "$P_SY" || die "port $P_SY is taken (set BENCH_PORT_BASE)"
+    BENCH_UPSTREAM_KEY=$UPSTREAM_KEY RUST_LOG=${BENCH_SWITCHYARD_LOG:-warn} \
+        "${GW_CPU[@]}" "$@" "$SWITCHYARD" serve --config "$conf" \
+        >"$RUN/switchyard.out" 2>"$RUN/switchyard.log" &
+    SWITCHYARD_PID=$!
+    BENCH_PIDS+=("$SWITCHYARD_PID")
+    wait_http "http://127.0.0.1:$P_SY/v1/models" "$SWITCHYARD_PID"
+}
+
+# start_litellm: LiteLLM's proxy (one uvicorn worker), pinned to the gateway CPU,
+# with the same two models on the same upstreams.
+start_litellm() {
+    local conf=$RUN/litellm.yaml
+    cat >"$conf" <<EOF
+model_list:
+  - model_name: gpt-4o
+    litellm_params:
+      model: openai/gpt-4o
+      api_base: http://127.0.0.1:$P_FAST/v1
+      api_key: $UPSTREAM_KEY
+  - model_name: gpt-4o-slow
+    litellm_params:
+      model: openai/gpt-4o-slow
+      api_base: http://127.0.0.1:$P_SLOW/v1
+      api_key: $UPSTREAM_KEY
+litellm_settings:
+  telemetry: false
+  drop_params: true
+general_settings:
+  master_key: $CLIENT_KEY
+EOF
+    port_free "$P_LLM" || die "port $P_LLM is taken (set BENCH_PORT_BASE)"
+    LITELLM_LOCAL_MODEL_COST_MAP=True LITELLM_LOG=ERROR LITELLM_TELEMETRY=False \
+        "${GW_CPU[@]}" "$LITELLM_VENV/bin/litellm" --config "$conf" --host 127.0.0.1 \
+        --port "$P_LLM" --num_workers 1 >"$RUN/litellm.log" 2>&1 &
+    LITELLM_PID=$!
+    BENCH_PIDS+=("$LITELLM_PID")
+    wait_http "http://127.0.0.1:$P_LLM/health/liveliness" "$LITELLM_PID"
+}
+
+# url_of SYSTEM: the chat completions URL of a system (direct = the upstream itself).
+# SLOW=1 selects the 20 ms upstream.
+url_of() {
+    local slow=${SLOW:-0}
+    case $1 in
+    direct) echo "http://127.0.0.1:$([ "$slow" = 1 ] && echo "$P_SLOW" || echo "$P_FAST")/v1/chat/completions" ;;
+    nginx) echo "http://127.0.0.1:$([ "$slow" = 1 ] && echo "$P_NGX_SLOW" || echo "$P_NGX_FAST")/v1/chat/completions" ;;
+    switchyard) echo "http://127.0.0.1:$P_SY/v1/chat/completions" ;;
+    litellm) echo "http://127.0.0.1:$P_LLM/v1/chat/completions" ;;
+    esac
+}
+
+# model_of SYSTEM: the model name to send (the gateways pick the upstream by model).
+model_of() {
+    if [ "${SLOW:-0}" = 1 ] && { [ "$1" = switchyard ] || [ "$1" = litellm ]; }; then
+        echo gpt-4o-slow
+    else
+        echo gpt-4o
+    fi
+}
+
+# pid_of SYSTEM: the process whose tree's RSS is the system's.
+pid_of() {
+    case $1 in
+    nginx) echo "$NGINX_PROXY_PID" ;;
+    switchyard) echo "$SWITCHYARD_PID" ;;
+    litellm) echo "$LITELLM_PID" ;;
+    *) echo "" ;;
+    esac
+}
+
+# check_answers SYSTEM: one request; fails unless the answer is the completion.
+check_answer() {
+    local body
+    body=$(curl -s -m 120 -H "authorization: Bearer $CLIENT_KEY" -H 'content-type: application/json' \
+        -d "$(request_body "$(model_of "$1")")" "$(url_of "$1")")
+    case $body in
+    *'"chat.completion"'*) ;;
+    *) die "$1 did not answer with a completion: ${body:0:300}" ;;
+    esac
+}

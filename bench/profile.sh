@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Profiles Switchyard's request path (release build, two-stage WASM chain, fast nginx
+# upstream), with one or both of:
+#
+#   BENCH_PROFILER=callgrind bench/profile.sh  # instruction counts per request (stable on a noisy machine)
+#   BENCH_PROFILER=perf bench/profile.sh       # sampled CPU time under closed-loop load
+#   bench/profile.sh                           # both
+#
+# Output in target/bench/profile/: callgrind.out + callgrind-inclusive.txt /
+# callgrind-self.txt (callgrind_annotate), perf.data + perf-self.txt / perf-children.txt.
+set -euo pipefail
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source=lib/systems.sh
+source "$BENCH_DIR/lib/systems.sh"
+
+PROFILER=${BENCH_PROFILER:-callgrind perf}
+CG_REQUESTS=${BENCH_CG_REQUESTS:-2000}      # requests counted under callgrind
+PERF_SECONDS=${BENCH_PERF_SECONDS:-10}
+P=$OUT/profile
+
+# load_n N C: N requests over C connections, closed loop.
+load_n() {
+    "${LOAD_CPU[@]}" "$OHA" --no-tui --output-format json -n "$1" -c "$2" \
+        -m POST -H "authorization: Bearer $CLIENT_KEY" -H 'content-type: application/json' \
+        -d "$(request_body gpt-4o)" "$(url_of switchyard)" >"$RUN/profile-load.json"
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["statusCodeDistribution"])' "$RUN/profile-load.json" >&2
+}
+
+run_callgrind() {
+    command -v valgrind >/dev/null || { log "no valgrind: apt-get install valgrind"; return 0; }
+    log "callgrind: starting switchyard under valgrind (slow start)"
+    rm -f "$P"/callgrind.out*
+    # The pooling allocator reserves ~8.6 GB of address space per instance slot;
+    # valgrind cannot map the default 1000 slots, so allow only 4 under callgrind;
+    # and valgrind is ~50× slower than native, so the policies get a 10 s deadline.
+    SWITCHYARD_ENGINE_EXTRA="max_instances = 4" SWITCHYARD_POLICY_EXTRA="deadline_ms = 10000" \
+        start_switchyard 0 valgrind --tool=callgrind --smc-check=all-non-file \
+        --collect-atstart=yes --callgrind-out-file="$P/callgrind.out" \
+        --trace-children=no
+    check_answer switchyard
+    load_n 500 4 # warm-up: pools, connections, caches
+    callgrind_control -z "$SWITCHYARD_PID" >/dev/null
+    load_n "$CG_REQUESTS" 4
+    callgrind_control -d "$SWITCHYARD_PID" >/dev/null
+    stop_pid "$SWITCHYARD_PID"
+    # The explicit dump (zero → dump) is callgrind.out.1; callgrind.out is what ran
+    # after it, until exit.
+    local dump=$P/callgrind.out.1
+    local total
+    total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
+    log "callgrind: $total instructions over $CG_REQUESTS requests = $((total / CG_REQUESTS)) per request"
+    echo "instructions per request: $((total / CG_REQUESTS)) ($total over $CG_REQUESTS requests, after a 500-request warm-up)" >"$P/callgrind-summary.txt"
+    callgrind_annotate --inclusive=yes --threshold=99 "$dump" >"$P/callgrind-inclusive.txt" 2>/dev/null || true
+    callgrind_annotate --threshold=99 "$dump" >"$P/callgrind-self.txt" 2>/dev/null || true
+}
+
+run_perf() {
+    command -v perf >/dev/null || { log "no perf: apt-get install linux-perf"; return 0; }
+    log "perf: $PERF_SECONDS s of closed-loop load"
+    start_switchyard 0
+    check_answer switchyard
+    load_n 20000 64
+    BENCH_BODY=$(request_body gpt-4o) BENCH_KEY=$CLIENT_KEY "${LOAD_CPU[@]}" \
+        wrk -t1 -c64 -d"$((PERF_SECONDS + 2))s" -s "$BENCH_DIR/lib/post.lua" "$(url_of switchyard)" \
+        >"$RUN/profile-wrk.txt" &
+    local wrk_pid=$!
+    sleep 1
+    perf record -F 999 --call-graph dwarf,16384 -o "$P/perf.data" -p "$SWITCHYARD_PID" \
+        -- sleep "$PERF_SECONDS" 2>"$RUN/perf-record.log" || log "perf record failed: $(tail -n 2 "$RUN/perf-record.log")"
+    wait "$wrk_pid" || true
+    stop_pid "$SWITCHYARD_PID"
+    perf report -i "$P/perf.data" --no-children --sort dso,symbol --stdio --percent-limit 0.5 \
+        >"$P/perf-self.txt" 2>/dev/null || true
+    perf report -i "$P/perf.data" --children --sort symbol --stdio --no-call-graph --percent-limit 2 \
+        >"$P/perf-children.txt" 2>/dev/null || true
+    log "perf: top self costs in $P/perf-self.txt"
+}
+
+main() {
+    bench_init
+    mkdir -p "$P"
+    ensure_tools
+    ensure_switchyard
+    start_upstream
+    local p
+    for p in $PROFILER; do "run_$p"; done
+    log "profiles in $P"
+}
+
+main "$@"
