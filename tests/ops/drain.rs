@@ -115,65 +115,8 @@ policies = []
     std::fs::write(&path, toml).unwrap();
     let mut vars = vec![("UPSTREAM_KEY", UPSTREAM_KEY)];
     vars.extend_from_slice(env);
-    let gw = if args.is_empty() {
-        BinaryGateway::spawn(&path, &vars)
-    } else {
-        launch(&path, &vars, args)
-    };
+    let gw = BinaryGateway::spawn_with_args(args, &path, &vars);
     Running { gw, _dir: dir }
-}
-
-/// Like `BinaryGateway::spawn`, with global arguments before `serve`.
-fn launch(config: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> BinaryGateway {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(args)
-        .args(["serve", "--config"])
-        .arg(config)
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning switchyard");
-    let logs = Arc::new(std::sync::Mutex::new(String::new()));
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn({
-        let logs = logs.clone();
-        move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut logs = logs.lock().unwrap();
-                logs.push_str(&line);
-                logs.push('\n');
-            }
-        }
-    });
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let parse = |line: &str| -> Option<(SocketAddr, SocketAddr)> {
-        let rest = line
-            .trim()
-            .strip_prefix("switchyard listening on http://")?;
-        let (client, admin) = rest.split_once(" (admin http://")?;
-        Some((
-            client.parse().ok()?,
-            admin.trim_end_matches(')').parse().ok()?,
-        ))
-    };
-    let (addr, admin) = parse(&line).unwrap_or_else(|| {
-        panic!(
-            "unexpected first line {line:?}; logs:\n{}",
-            logs.lock().unwrap()
-        )
-    });
-    std::thread::spawn(move || for _ in stdout.lines() {});
-    BinaryGateway {
-        addr,
-        admin,
-        child,
-        logs,
-    }
 }
 
 /// The events a streamed answer carries; the last three wait for the gate.

@@ -147,8 +147,15 @@ impl BinaryGateway {
     /// Spawns `switchyard serve --config PATH` with extra environment variables and
     /// waits for its "listening" line.
     pub fn spawn(config: &Path, env: &[(&str, &str)]) -> BinaryGateway {
+        Self::spawn_with_args(&[], config, env)
+    }
+
+    /// Like [`BinaryGateway::spawn`], with global arguments (e.g. `--log-format
+    /// json`) before `serve`.
+    pub fn spawn_with_args(args: &[&str], config: &Path, env: &[(&str, &str)]) -> BinaryGateway {
         let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
         command
+            .args(args)
             .args(["serve", "--config"])
             .arg(config)
             .stdout(Stdio::piped())
