@@ -76,7 +76,10 @@ impl ResponseStream {
     /// a known length, hyper stops polling after the last byte and drops the body
     /// without asking for its end, which must not look like a client going away.
     fn finish_if_drained(&mut self) {
-        if !self.finished && self.inner.is_end_stream() {
+        // An h2 upstream flags the end in a frame of its own, after the last
+        // data; its remaining content length already says so.
+        let drained = self.inner.is_end_stream() || self.inner.size_hint().exact() == Some(0);
+        if !self.finished && drained {
             self.finish(Ending::Complete);
         }
     }

@@ -219,9 +219,10 @@ impl Policy {
     }
 
     /// Reports a finished request to the policy, under the same limits as `decide`.
+    /// It takes no call slot: the one observe worker already runs these calls
+    /// one at a time, and they must not delay `decide` on the request path.
     pub async fn observe(&self, outcome: &Outcome) -> Result<(), PolicyError> {
         let deadline = Instant::now() + self.settings.deadline;
-        let _running = self.start_call(deadline).await?;
         let mut instance = self.checkout(deadline).await?;
         let called = run_until(
             deadline,

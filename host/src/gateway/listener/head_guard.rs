@@ -31,16 +31,19 @@ const MAX_LINE: usize = 4096;
 pub struct Verdicts {
     /// Requests handed to the service so far on this connection.
     served: AtomicU64,
-    /// 1-based number of the first ambiguous head; 0 when none.
-    first_ambiguous: AtomicU64,
+    /// 1-based number of the first request that must be refused (an ambiguous
+    /// head, or the first one the guard could not follow); 0 when none.
+    first_refused: AtomicU64,
 }
 
 impl Verdicts {
-    /// Called once per request, in order: whether this request's head was
-    /// ambiguous (and must be refused).
+    /// Called once per request, in order: whether this request must be refused
+    /// because its head was ambiguous, or because the guard lost track of the
+    /// framing before it (fail safe: an unchecked request is never served).
     pub fn next_request_is_ambiguous(&self) -> bool {
         let number = self.served.fetch_add(1, Ordering::Relaxed) + 1;
-        self.first_ambiguous.load(Ordering::Relaxed) == number
+        let first = self.first_refused.load(Ordering::Relaxed);
+        first != 0 && number >= first
     }
 }
 
@@ -80,15 +83,14 @@ impl<I: AsyncRead + Unpin> AsyncRead for GuardedIo<I> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let (Poll::Ready(Ok(())), Some(scanner)) = (&polled, this.scanner.as_mut()) {
-            match scanner.feed(&buf.filled()[before..]) {
-                Scan::Continue => {}
-                Scan::Ambiguous(number) => {
-                    this.verdicts
-                        .first_ambiguous
-                        .store(number, Ordering::Relaxed);
-                    this.scanner = None;
-                }
-                Scan::GiveUp => this.scanner = None,
+            let first_refused = match scanner.feed(&buf.filled()[before..]) {
+                Scan::Continue => None,
+                Scan::Ambiguous(number) => Some(number),
+                Scan::GiveUp => Some(scanner.heads + 1),
+            };
+            if let Some(number) = first_refused {
+                this.verdicts.first_refused.store(number, Ordering::Relaxed);
+                this.scanner = None;
             }
         }
         polled
@@ -132,7 +134,8 @@ pub enum Scan {
     Continue,
     /// The head of request number N (1-based) is ambiguous.
     Ambiguous(u64),
-    /// Stop watching: hyper will refuse this input itself, or it is not HTTP/1.
+    /// Stop watching: the framing could not be followed (usually input hyper
+    /// refuses itself). Every request after the last complete head is refused.
     GiveUp,
 }
 
@@ -193,15 +196,13 @@ impl Scanner {
                     }
                     let seen = self.line.len();
                     self.line.extend_from_slice(bytes);
-                    // Search from a little before the old end: the terminator may straddle reads.
-                    let from = seen.saturating_sub(3);
-                    let Some(at) = memchr::memmem::find(&self.line[from..], b"\r\n\r\n") else {
-                        if self.line.len() > self.max_head_bytes {
-                            return Scan::GiveUp;
-                        }
-                        break;
+                    // httparse (hyper's parser) says where the head ends, so bare-LF
+                    // line endings are followed exactly as hyper follows them.
+                    let end = match head_end(&self.line, self.max_headers) {
+                        HeadEnd::At(end) => end,
+                        HeadEnd::Partial if self.line.len() <= self.max_head_bytes => break,
+                        HeadEnd::Partial | HeadEnd::Invalid => return Scan::GiveUp,
                     };
-                    let end = from + at + 4;
                     if end > self.max_head_bytes {
                         // Whatever the read sizes were: hyper refuses it (431).
                         return Scan::GiveUp;
@@ -229,7 +230,14 @@ impl Scanner {
                     };
                 }
                 State::ChunkSize | State::Trailers => {
-                    let Some(nl) = memchr::memchr(b'\n', bytes) else {
+                    // hyper ends a trailer line only at CRLF (a bare LF is part of
+                    // the line); a chunk-size line ends at LF.
+                    let end = if self.state == State::Trailers {
+                        trailer_line_end(&self.line, bytes)
+                    } else {
+                        memchr::memchr(b'\n', bytes)
+                    };
+                    let Some(nl) = end else {
                         self.line.extend_from_slice(bytes);
                         if self.line.len() > MAX_LINE {
                             return Scan::GiveUp;
@@ -279,6 +287,34 @@ impl Scanner {
         }
         Scan::Continue
     }
+}
+
+/// Where a buffered request head ends, as httparse sees it.
+enum HeadEnd {
+    /// The head is complete and this many bytes long.
+    At(usize),
+    /// More bytes are needed.
+    Partial,
+    /// Not a head hyper would accept.
+    Invalid,
+}
+
+fn head_end(buffered: &[u8], max_headers: usize) -> HeadEnd {
+    let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
+    match httparse::Request::new(&mut headers).parse(buffered) {
+        Ok(httparse::Status::Complete(end)) => HeadEnd::At(end),
+        Ok(httparse::Status::Partial) => HeadEnd::Partial,
+        Err(_) => HeadEnd::Invalid,
+    }
+}
+
+/// The index in `bytes` of the LF ending a trailer line (a CRLF, whose CR may
+/// be the last byte already buffered in `line`).
+fn trailer_line_end(line: &[u8], bytes: &[u8]) -> Option<usize> {
+    if line.last() == Some(&b'\r') && bytes.first() == Some(&b'\n') {
+        return Some(0);
+    }
+    memchr::memmem::find(bytes, b"\r\n").map(|at| at + 1)
 }
 
 /// How a request head frames its body.
@@ -417,5 +453,44 @@ POST /d HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
             .map(|b| bytewise.feed(b))
             .find(|v| *v != Scan::Continue);
         assert_eq!(verdict, Some(Scan::GiveUp));
+    }
+
+    #[test]
+    fn bare_lf_heads_are_followed_as_hyper_follows_them() {
+        let req = b"POST /a HTTP/1.1\nContent-Length: 4\nTransfer-Encoding: chunked\n\n";
+        assert_eq!(scan(&[req]), Scan::Ambiguous(1));
+        let mut scanner = Scanner::new(64 * 1024, 100);
+        let mixed = b"GET /a HTTP/1.1\nHost: x\n\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(scanner.feed(mixed), Scan::Continue);
+        assert_eq!(scanner.heads, 2);
+    }
+
+    #[test]
+    fn a_bare_lf_in_trailers_does_not_end_them() {
+        // hyper reads `X: 1\n\nGET /x …` as trailer bytes: no second head.
+        let req = b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: 1\n\nGET /x HTTP/1.1\r\n\r\n";
+        let mut scanner = Scanner::new(64 * 1024, 100);
+        assert_eq!(scanner.feed(req), Scan::Continue);
+        assert_eq!(scanner.heads, 1);
+        // The CRLF CRLF after `GET /x HTTP/1.1` ends the trailer section.
+        assert_eq!(scanner.state, State::Head);
+    }
+
+    #[test]
+    fn after_giving_up_every_later_request_is_refused() {
+        let stream = b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
+        let (mut io, verdicts) = GuardedIo::new(&stream[..], true, 64 * 1024, 100);
+        let mut sink = Vec::new();
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(tokio::io::AsyncReadExt::read_to_end(&mut io, &mut sink))
+            .unwrap();
+        assert!(
+            !verdicts.next_request_is_ambiguous(),
+            "the first head was checked"
+        );
+        assert!(verdicts.next_request_is_ambiguous());
+        assert!(verdicts.next_request_is_ambiguous());
     }
 }
