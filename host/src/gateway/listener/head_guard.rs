@@ -198,8 +198,8 @@ impl Scanner {
                     self.line.extend_from_slice(bytes);
                     // httparse (hyper's parser) says where the head ends, so bare-LF
                     // line endings are followed exactly as hyper follows them.
-                    let end = match head_end(&self.line, self.max_headers) {
-                        HeadEnd::At(end) => end,
+                    let (end, framing) = match head_end(&self.line, self.max_headers) {
+                        HeadEnd::At(end, framing) => (end, framing),
                         HeadEnd::Partial if self.line.len() <= self.max_head_bytes => break,
                         HeadEnd::Partial | HeadEnd::Invalid => return Scan::GiveUp,
                     };
@@ -208,10 +208,9 @@ impl Scanner {
                         return Scan::GiveUp;
                     }
                     let consumed = end - seen;
-                    self.line.truncate(end);
-                    let head = std::mem::take(&mut self.line);
+                    self.line.clear();
                     self.heads += 1;
-                    match framing(&head, self.max_headers) {
+                    match framing {
                         Framing::Ambiguous => return Scan::Ambiguous(self.heads),
                         Framing::Refused => return Scan::GiveUp,
                         Framing::None => self.state = State::Head,
@@ -291,8 +290,8 @@ impl Scanner {
 
 /// Where a buffered request head ends, as httparse sees it.
 enum HeadEnd {
-    /// The head is complete and this many bytes long.
-    At(usize),
+    /// The head is complete, this many bytes long, and frames its body so.
+    At(usize, Framing),
     /// More bytes are needed.
     Partial,
     /// Not a head hyper would accept.
@@ -301,8 +300,9 @@ enum HeadEnd {
 
 fn head_end(buffered: &[u8], max_headers: usize) -> HeadEnd {
     let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
-    match httparse::Request::new(&mut headers).parse(buffered) {
-        Ok(httparse::Status::Complete(end)) => HeadEnd::At(end),
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(buffered) {
+        Ok(httparse::Status::Complete(end)) => HeadEnd::At(end, framing(&request)),
         Ok(httparse::Status::Partial) => HeadEnd::Partial,
         Err(_) => HeadEnd::Invalid,
     }
@@ -329,13 +329,8 @@ enum Framing {
     Refused,
 }
 
-fn framing(head: &[u8], max_headers: usize) -> Framing {
-    let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
-    let mut request = httparse::Request::new(&mut headers);
-    match request.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        _ => return Framing::Refused,
-    }
+/// How a parsed head frames its body.
+fn framing(request: &httparse::Request<'_, '_>) -> Framing {
     if request.method == Some("PRI") {
         return Framing::Refused;
     }
