@@ -12,19 +12,20 @@ mod wat;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use switchyard::config::{EngineConfig, Isolation, OnError};
-use switchyard::policy::json::{CandidateJson, RequestJson};
+use switchyard::policy::json::{self, CandidateJson, RequestJson};
 use switchyard::policy::types::{Candidate, Decision, Outcome, Request, RetryOn};
 use switchyard::policy::{
-    Chain, ChainOutcome, LoadError, Policy, PolicyEngine, PolicyErrorKind, PolicySettings,
+    Catalog, Chain, ChainOutcome, LoadError, Policy, PolicyEngine, PolicyErrorKind, PolicySettings,
     PolicySpec, StageObserver,
 };
 
 const HOSTILE: &str = concat!(env!("SWITCHYARD_GUESTS_DIR"), "/hostile.wasm");
 const COMPLIANCE: &str = concat!(env!("SWITCHYARD_GUESTS_DIR"), "/compliance.wasm");
+const COST: &str = concat!(env!("SWITCHYARD_GUESTS_DIR"), "/cost.wasm");
 
 /// Every failure must end within its deadline plus this (a generous margin: the
 /// machine is noisy).
@@ -85,36 +86,64 @@ fn hostile(engine: &PolicyEngine, mode: &str, settings: PolicySettings) -> Arc<P
     )
 }
 
-fn request() -> Request {
-    RequestJson {
-        model: "gpt-4o".into(),
-        ..RequestJson::default()
-    }
-    .into()
+fn request() -> Arc<Request> {
+    Arc::new(
+        RequestJson {
+            model: "gpt-4o".into(),
+            ..RequestJson::default()
+        }
+        .into(),
+    )
 }
 
-fn candidate(name: &str, jurisdiction: &str) -> Candidate {
+fn candidate(name: &str, jurisdiction: &str) -> CandidateJson {
     CandidateJson {
         upstream: name.into(),
         jurisdiction: jurisdiction.into(),
         ..CandidateJson::default()
     }
-    .into()
 }
 
-fn candidates() -> Vec<Candidate> {
-    vec![
+/// Candidates `a` (us), `b` (eu) and `c` (us), ids 0 to 2, and their catalog:
+/// one shared catalog, so a policy's pool stays warm across calls.
+static ABC: LazyLock<(Arc<Catalog>, Vec<Candidate>)> = LazyLock::new(|| {
+    json::candidates(&[
         candidate("a", "us"),
         candidate("b", "eu"),
         candidate("c", "us"),
-    ]
+    ])
+});
+
+fn catalog() -> Arc<Catalog> {
+    ABC.0.clone()
 }
 
+fn candidates() -> Vec<Candidate> {
+    ABC.1.clone()
+}
+
+/// The upstream names of a plan's targets (ids in [`catalog`]).
 fn targets(decision: &Decision) -> Vec<String> {
+    targets_in(&catalog(), decision)
+}
+
+fn targets_in(catalog: &Catalog, decision: &Decision) -> Vec<String> {
     match decision {
-        Decision::Route(plan) => plan.targets.clone(),
+        Decision::Route(plan) => plan
+            .targets
+            .iter()
+            .map(|&id| catalog.upstream_name(id).into_owned())
+            .collect(),
         Decision::Reject(r) => panic!("expected a route, got reject {} {}", r.status, r.code),
     }
+}
+
+/// The upstream names of a chain plan's candidates (ids in [`catalog`]).
+fn plan_names(catalog: &Catalog, targets: &[Candidate]) -> Vec<String> {
+    targets
+        .iter()
+        .map(|c| catalog.upstream_name(c.id).into_owned())
+        .collect()
 }
 
 /// Runs `mode` once on a fresh policy: it must fail as `kind` within its
@@ -139,7 +168,7 @@ async fn assert_mode_fails_with(
     for attempt in 0..2 {
         let started = Instant::now();
         let err = policy
-            .decide(&request(), &candidates())
+            .decide(&request(), &catalog(), &candidates())
             .await
             .expect_err("the hostile mode must fail");
         let elapsed = started.elapsed();
@@ -156,7 +185,7 @@ async fn assert_mode_fails_with(
     }
     let healthy = policy.with_config(config(&[("mode", "ok")]));
     let decision = healthy
-        .decide(&request(), &candidates())
+        .decide(&request(), &catalog(), &candidates())
         .await
         .expect("mode ok after a failure");
     assert_eq!(targets(&decision), ["a", "b", "c"]);
@@ -244,7 +273,7 @@ async fn a_slow_policy_within_its_deadline_succeeds() {
     );
     let started = Instant::now();
     let decision = policy
-        .decide(&request(), &candidates())
+        .decide(&request(), &catalog(), &candidates())
         .await
         .expect("slow but in time");
     // now-ms has millisecond granularity: a 20 ms wait lasts at least 19 ms.
@@ -260,17 +289,44 @@ async fn a_slow_policy_within_its_deadline_succeeds() {
 async fn invalid_decisions_say_what_is_wrong() {
     let engine = engine();
     let unknown = hostile(&engine, "unknown", settings());
-    let err = unknown.decide(&request(), &candidates()).await.unwrap_err();
-    assert!(err.message.contains("no-such-upstream"), "{err}");
-    // The same policy is fine when it is given that candidate.
-    let given = vec![candidate("no-such-upstream", "us")];
+    let err = unknown
+        .decide(&request(), &catalog(), &candidates())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, PolicyErrorKind::InvalidDecision);
+    assert!(
+        err.message
+            .contains("target 4294967295 is not the id of a candidate"),
+        "{err}"
+    );
+    // A plan naming a candidate of the catalog that this stage was not given.
+    let by_id = load(
+        &engine,
+        "hostile",
+        HOSTILE,
+        settings(),
+        config(&[("mode", "id"), ("id", "2")]),
+    );
+    let err = by_id
+        .decide(&request(), &catalog(), &candidates()[..2])
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("target 2 is not"), "{err}");
     assert_eq!(
-        targets(&unknown.decide(&request(), &given).await.unwrap()),
-        ["no-such-upstream"]
+        targets(
+            &by_id
+                .decide(&request(), &catalog(), &candidates())
+                .await
+                .unwrap()
+        ),
+        ["c"]
     );
 
     let bad = hostile(&engine, "bad-status", settings());
-    let err = bad.decide(&request(), &candidates()).await.unwrap_err();
+    let err = bad
+        .decide(&request(), &catalog(), &candidates())
+        .await
+        .unwrap_err();
     assert!(err.message.contains("200"), "{err}");
 }
 
@@ -319,7 +375,10 @@ async fn a_looping_policy_does_not_stall_other_tasks() {
         }
     });
     let started = Instant::now();
-    let err = policy.decide(&request(), &candidates()).await.unwrap_err();
+    let err = policy
+        .decide(&request(), &catalog(), &candidates())
+        .await
+        .unwrap_err();
     let elapsed = started.elapsed();
     ticker.abort();
     assert_eq!(err.kind, PolicyErrorKind::Deadline);

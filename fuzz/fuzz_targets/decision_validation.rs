@@ -1,29 +1,64 @@
-//! Decision validation: a decision (as the JSON of `policy eval`) against
-//! candidates (given, or the sample set). A plan accepted by the validator names
-//! each candidate at most once, and the positions it returns point at them.
+//! Decision validation: a decision as a guest returns it (plan targets are
+//! candidate ids) against the ids of the candidates a stage was given. A plan
+//! accepted by the validator lists each candidate at most once, and the
+//! positions it returns point at them.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use serde::Deserialize;
-use switchyard::policy::json::{CandidateJson, DecisionJson};
-use switchyard::policy::types::{Candidate, Decision};
-use switchyard::policy::{samples, validate_decision};
+use switchyard::policy::types::{Candidate, Decision, Health, LiveState, Plan, Rejection, RetryOn};
+use switchyard::policy::validate_decision;
 
 #[derive(Deserialize)]
 struct Input {
-    decision: DecisionJson,
-    candidates: Option<Vec<CandidateJson>>,
+    /// Ids of the candidates the stage was given, in order.
+    given: Vec<u32>,
+    decision: RawDecision,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RawDecision {
+    Route { targets: Vec<u32>, reason: String },
+    Reject { status: u16, code: String, message: String },
+}
+
+fn candidate(id: u32) -> Candidate {
+    Candidate {
+        id,
+        state: LiveState {
+            health: Health::Healthy,
+            latency_ewma_ms: 0.0,
+            in_flight: 0,
+            error_rate: 0.0,
+            cooldown_remaining_ms: 0,
+            ratelimit_remaining_requests: None,
+            ratelimit_remaining_tokens: None,
+        },
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
     let Ok(input) = serde_json::from_slice::<Input>(data) else {
         return;
     };
-    let candidates: Vec<Candidate> = match input.candidates {
-        Some(list) => list.into_iter().map(Candidate::from).collect(),
-        None => samples::candidates(),
+    let candidates: Vec<Candidate> = input.given.iter().copied().map(candidate).collect();
+    let decision = match input.decision {
+        RawDecision::Route { targets, reason } => Decision::Route(Plan {
+            targets,
+            retry_on: RetryOn::all(),
+            reason,
+        }),
+        RawDecision::Reject {
+            status,
+            code,
+            message,
+        } => Decision::Reject(Rejection {
+            status,
+            code,
+            message,
+        }),
     };
-    let decision = Decision::from(input.decision);
     let Ok(positions) = validate_decision(&decision, &candidates) else {
         return;
     };
@@ -34,8 +69,8 @@ fuzz_target!(|data: &[u8]| {
             seen.sort_unstable();
             seen.dedup();
             assert_eq!(seen.len(), positions.len(), "a target appears twice");
-            for (target, &at) in plan.targets.iter().zip(&positions) {
-                assert_eq!(&candidates[at].upstream, target);
+            for (&target, &at) in plan.targets.iter().zip(&positions) {
+                assert_eq!(candidates[at].id, target);
             }
         }
         Decision::Reject(rejection) => {

@@ -1,15 +1,25 @@
 // Helpers for Switchyard policies written in JavaScript (componentize-js).
 //
 // Import it from your policy with a relative path, e.g.
-//   import { route, reject, header } from '../../guest-sdk/js/switchyard.js';
+//   import { offerOf, route, reject } from '../../guest-sdk/js/switchyard.js';
 // componentize-js bundles relative imports at build time (the build runs from
 // the repository root, so paths up to the root resolve).
 //
 // Shapes (componentize-js maps WIT names to camelCase):
-//   decision  { tag: 'route', val: plan } | { tag: 'reject', val: rejection }
-//   plan      { targets: string[], retryOn: RetryOn, reason: string }
-//   retry-on  { connectError, timeout, rateLimited, serverError } (booleans)
-//   rejection { status: number, code: string, message: string }
+//   req        a `request` resource: req.tenant(), req.header('x-foo'), req.model(), ...
+//              (methods; each string read is copied into the guest, so read only what
+//              you need, and only during `decide`)
+//   candidate  { id: number, state: liveState }
+//   offer      { upstream, provider, region, jurisdiction, tags, upstreamModel,
+//                inputPerMtok, outputPerMtok }: use offerOf(candidate), which caches it
+//   decision   { tag: 'route', val: plan } | { tag: 'reject', val: rejection }
+//   plan       { targets: number[] (candidate ids), retryOn: RetryOn, reason: string }
+//   retry-on   { connectError, timeout, rateLimited, serverError } (booleans)
+//   rejection  { status: number, code: string, message: string }
+//
+// There is no `header(req, name)` helper any more: the request is a resource,
+// call `req.header(name)` (any case, first value, or undefined).
+import { config as hostConfig, offerOf as hostOfferOf } from 'switchyard:policy/host@0.1.0';
 
 /** Every failure that allows trying the next target. */
 export const RETRY_ALL = Object.freeze({
@@ -27,15 +37,71 @@ export const RETRY_NONE = Object.freeze({
   serverError: false,
 });
 
+// Offers by candidate id. An id names the same upstream and model for the whole
+// life of an instance, so each is fetched from the host once, on first use.
+const offers = [];
+
 /**
- * A route decision trying `targets` in order. `targets` holds candidate
- * upstream names, or candidates themselves.
+ * The fixed facts (`offer`) of a candidate, given the candidate or its id:
+ * `{ upstream, provider, region, jurisdiction, tags, upstreamModel,
+ * inputPerMtok, outputPerMtok }`. The first call for an id asks the host; later
+ * calls return the same (cached) object, so do not modify it.
+ */
+export function offerOf(candidate) {
+  const id = typeof candidate === 'number' ? candidate : candidate.id;
+  let facts = offers[id];
+  if (facts === undefined) {
+    facts = hostOfferOf(id);
+    offers[id] = facts;
+  }
+  return facts;
+}
+
+// Config values by key (`undefined` when absent); they never change during an
+// instance's life.
+const configs = new Map();
+
+/** This policy's config value for `key` (string or undefined), read from the host once. */
+export function config(key) {
+  let value = configs.get(key);
+  if (value === undefined && !configs.has(key)) {
+    value = hostConfig(key);
+    configs.set(key, value);
+  }
+  return value;
+}
+
+// Parsed comma-separated config lists by key.
+const configSets = new Map();
+
+/**
+ * The comma-separated config value for `key` as a Set of its trimmed, non-empty
+ * entries (empty when the key is absent). Parsed once per instance.
+ */
+export function configSet(key) {
+  let set = configSets.get(key);
+  if (set === undefined) {
+    set = new Set();
+    for (const entry of (config(key) ?? '').split(',')) {
+      const trimmed = entry.trim();
+      if (trimmed !== '') {
+        set.add(trimmed);
+      }
+    }
+    configSets.set(key, set);
+  }
+  return set;
+}
+
+/**
+ * A route decision trying `targets` in order. `targets` holds candidates or
+ * candidate ids; the plan lists their ids.
  */
 export function route(targets, { retryOn = RETRY_ALL, reason = '' } = {}) {
   return {
     tag: 'route',
     val: {
-      targets: targets.map((t) => (typeof t === 'string' ? t : t.upstream)),
+      targets: targets.map((t) => (typeof t === 'number' ? t : t.id)),
       retryOn,
       reason,
     },
@@ -45,16 +111,6 @@ export function route(targets, { retryOn = RETRY_ALL, reason = '' } = {}) {
 /** A rejection returned to the client as an OpenAI-style error. */
 export function reject(status, code, message) {
   return { tag: 'reject', val: { status, code, message } };
-}
-
-/** The value of request header `name` (lower-case), or undefined. */
-export function header(req, name) {
-  for (const [key, value] of req.headers) {
-    if (key === name) {
-      return value;
-    }
-  }
-  return undefined;
 }
 
 /**

@@ -1,27 +1,18 @@
-//! Small conveniences on the generated WIT types.
+//! Small conveniences on the generated WIT types: candidate facts, prices,
+//! plan and rejection builders.
 
-use crate::{Candidate, Decision, Health, Plan, Rejection, Request, RetryOn};
-
-impl Request {
-    /// The value of header `name` (compared case-insensitively); the first one
-    /// when the client sent it several times.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
-    }
-
-    /// The value of the matched route's label `key` (compared exactly).
-    pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, value)| value.as_str())
-    }
-}
+use crate::cache;
+use crate::{Candidate, Decision, Health, Offer, Plan, Rejection, Request, RetryOn};
 
 impl Candidate {
+    /// The candidate's fixed facts: upstream name, provider, region,
+    /// jurisdiction, tags, provider-side model and prices. Read from the host
+    /// the first time an id is seen, then kept for the instance's life (the
+    /// facts behind an id never change while an instance lives).
+    pub fn offer(&self) -> &'static Offer {
+        cache::offer(self.id)
+    }
+
     /// True when the upstream is usable now: health `healthy` or `degraded`
     /// (`cooling-down` and `unhealthy` are not).
     pub fn is_healthy(&self) -> bool {
@@ -29,56 +20,74 @@ impl Candidate {
     }
 }
 
-/// The estimated price in USD of serving `req` on `candidate`:
-/// `input_tokens_estimate × input_per_mtok + output tokens × output_per_mtok`,
-/// per million tokens, where the output tokens are the request's
-/// `max_output_tokens`, or `default_output_tokens` when the client set none.
-pub fn estimated_cost(req: &Request, candidate: &Candidate, default_output_tokens: u32) -> f64 {
-    let output_tokens = req.max_output_tokens.unwrap_or(default_output_tokens);
-    (f64::from(req.input_tokens_estimate) * candidate.input_per_mtok
-        + f64::from(output_tokens) * candidate.output_per_mtok)
-        / 1_000_000.0
+/// The tokens a request is expected to use, for pricing candidates: read from
+/// the request once, then applied to each candidate with [`Tokens::cost`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tokens {
+    /// Estimated input tokens.
+    pub input: u32,
+    /// Output tokens: the client's `max_output_tokens`, or a default.
+    pub output: u32,
 }
 
-/// Something that names a plan target: an upstream name or a candidate.
+impl Tokens {
+    /// The request's input estimate and `max_output_tokens`, or
+    /// `default_output_tokens` when the client set none.
+    pub fn of(req: &Request, default_output_tokens: u32) -> Tokens {
+        Tokens {
+            input: req.input_tokens_estimate(),
+            output: req.max_output_tokens().unwrap_or(default_output_tokens),
+        }
+    }
+
+    /// The estimated price in USD at `offer`'s prices:
+    /// `(input × input_per_mtok + output × output_per_mtok) / 1e6`.
+    pub fn cost(&self, offer: &Offer) -> f64 {
+        (f64::from(self.input) * offer.input_per_mtok
+            + f64::from(self.output) * offer.output_per_mtok)
+            / 1_000_000.0
+    }
+}
+
+/// Something that names a plan target: a candidate or a candidate id.
 pub trait IntoTarget {
-    /// The upstream name to put in the plan.
-    fn into_target(self) -> String;
+    /// The candidate id to put in the plan.
+    fn into_target(self) -> u32;
 }
 
-impl IntoTarget for String {
-    fn into_target(self) -> String {
+impl IntoTarget for u32 {
+    fn into_target(self) -> u32 {
         self
     }
 }
 
-impl IntoTarget for &String {
-    fn into_target(self) -> String {
-        self.clone()
-    }
-}
-
-impl IntoTarget for &str {
-    fn into_target(self) -> String {
-        self.to_owned()
+impl IntoTarget for &u32 {
+    fn into_target(self) -> u32 {
+        *self
     }
 }
 
 impl IntoTarget for Candidate {
-    fn into_target(self) -> String {
-        self.upstream
+    fn into_target(self) -> u32 {
+        self.id
     }
 }
 
 impl IntoTarget for &Candidate {
-    fn into_target(self) -> String {
-        self.upstream.clone()
+    fn into_target(self) -> u32 {
+        self.id
+    }
+}
+
+impl IntoTarget for &&Candidate {
+    fn into_target(self) -> u32 {
+        self.id
     }
 }
 
 impl Decision {
-    /// Routes to `targets` in order (candidates or upstream names), moving on to
-    /// the next one after the failures in `retry_on`.
+    /// Routes to `targets` in order (candidates or their ids), moving on to the
+    /// next one after the failures in `retry_on`.
     ///
     /// `Decision::route(&candidates, RetryOn::all(), "as given")` passes the
     /// candidates through unchanged.
@@ -110,37 +119,9 @@ mod tests {
     use super::*;
     use crate::{LiveState, ProviderKind};
 
-    fn request() -> Request {
-        Request {
-            id: "req-1".into(),
-            method: "POST".into(),
-            path: "/v1/chat/completions".into(),
-            model: "gpt-4o".into(),
-            streaming: false,
-            tenant: None,
-            headers: vec![
-                ("x-data-residency".into(), "eu".into()),
-                ("x-team".into(), "a".into()),
-                ("x-team".into(), "b".into()),
-            ],
-            body_bytes: 1200,
-            input_tokens_estimate: 300,
-            max_output_tokens: Some(500),
-            route: "chat".into(),
-            labels: vec![("team".into(), "search".into())],
-        }
-    }
-
-    fn candidate(upstream: &str, health: Health) -> Candidate {
+    fn candidate(id: u32, health: Health) -> Candidate {
         Candidate {
-            upstream: upstream.into(),
-            provider: ProviderKind::AzureOpenai,
-            region: "eastus".into(),
-            jurisdiction: "us".into(),
-            tags: Vec::new(),
-            upstream_model: "gpt4o-prod".into(),
-            input_per_mtok: 2.5,
-            output_per_mtok: 10.0,
+            id,
             state: LiveState {
                 health,
                 latency_ewma_ms: 0.0,
@@ -153,48 +134,42 @@ mod tests {
         }
     }
 
-    #[test]
-    fn header_lookup_ignores_name_case_and_takes_the_first() {
-        let req = request();
-        assert_eq!(req.header("X-Data-Residency"), Some("eu"));
-        assert_eq!(req.header("x-team"), Some("a"));
-        assert_eq!(req.header("x-missing"), None);
-    }
-
-    #[test]
-    fn label_lookup_is_exact() {
-        let req = request();
-        assert_eq!(req.label("team"), Some("search"));
-        assert_eq!(req.label("Team"), None);
+    fn offer() -> Offer {
+        Offer {
+            upstream: "azure-eastus".into(),
+            provider: ProviderKind::AzureOpenai,
+            region: "eastus".into(),
+            jurisdiction: "us".into(),
+            tags: Vec::new(),
+            upstream_model: "gpt4o-prod".into(),
+            input_per_mtok: 2.5,
+            output_per_mtok: 10.0,
+        }
     }
 
     #[test]
     fn healthy_and_degraded_are_usable() {
-        assert!(candidate("a", Health::Healthy).is_healthy());
-        assert!(candidate("a", Health::Degraded).is_healthy());
-        assert!(!candidate("a", Health::CoolingDown).is_healthy());
-        assert!(!candidate("a", Health::Unhealthy).is_healthy());
+        assert!(candidate(0, Health::Healthy).is_healthy());
+        assert!(candidate(0, Health::Degraded).is_healthy());
+        assert!(!candidate(0, Health::CoolingDown).is_healthy());
+        assert!(!candidate(0, Health::Unhealthy).is_healthy());
     }
 
     #[test]
-    fn cost_uses_max_output_tokens_then_the_default() {
-        let mut req = request();
-        let c = candidate("a", Health::Healthy);
+    fn cost_is_per_million_tokens() {
         // 300 × 2.5 + 500 × 10 = 5750 per million.
-        assert!((estimated_cost(&req, &c, 256) - 0.00575).abs() < 1e-12);
-        req.max_output_tokens = None;
-        // 300 × 2.5 + 256 × 10 = 3310 per million.
-        assert!((estimated_cost(&req, &c, 256) - 0.00331).abs() < 1e-12);
+        let tokens = Tokens {
+            input: 300,
+            output: 500,
+        };
+        assert!((tokens.cost(&offer()) - 0.00575).abs() < 1e-12);
     }
 
     #[test]
-    fn route_accepts_candidates_and_names() {
-        let candidates = vec![
-            candidate("a", Health::Healthy),
-            candidate("b", Health::Healthy),
-        ];
+    fn route_accepts_candidates_and_ids() {
+        let candidates = vec![candidate(4, Health::Healthy), candidate(2, Health::Healthy)];
         let expected = Decision::Route(Plan {
-            targets: vec!["a".into(), "b".into()],
+            targets: vec![4, 2],
             retry_on: RetryOn::all(),
             reason: "as given".into(),
         });
@@ -203,10 +178,11 @@ mod tests {
             expected
         );
         assert_eq!(
-            Decision::route(["a", "b"], RetryOn::all(), "as given"),
+            Decision::route([4, 2], RetryOn::all(), "as given"),
             expected
         );
         let refs: Vec<&Candidate> = candidates.iter().collect();
+        assert_eq!(Decision::route(&refs, RetryOn::all(), "as given"), expected);
         assert_eq!(Decision::route(refs, RetryOn::all(), "as given"), expected);
         assert_eq!(
             Decision::route(candidates, RetryOn::all(), "as given"),

@@ -1,13 +1,20 @@
 //! The functions the gateway offers a policy: logging, the policy's own config
 //! table, the clock and named counters. They exist only inside the gateway; called
 //! natively (outside a component) they panic.
+//!
+//! Candidate offers are read through [`Candidate::offer`](crate::Candidate::offer).
 
 use core::str::FromStr;
 
 pub use crate::LogLevel;
-pub use crate::bindings::switchyard::policy::host::{
-    config, counter_add, counter_get, log, now_ms,
-};
+pub use crate::bindings::switchyard::policy::host::{counter_add, counter_get, log, now_ms};
+
+/// The value of `key` in this policy's `[policy.config]` table. Config does not
+/// change while an instance lives, so each key is read from the host once and
+/// kept.
+pub fn config(key: &str) -> Option<&'static str> {
+    crate::cache::config(key)
+}
 
 /// Reads config `key` and parses it; `default` when the key is absent. A value
 /// that does not parse is logged as a warning and also gives `default`.

@@ -7,10 +7,18 @@
 //! with a plan ([`Decision::route`]) or a rejection ([`Decision::reject`]). After
 //! the request ends the gateway reports its [`Outcome`] to [`Policy::observe`].
 //!
+//! The request is a handle read through methods (`req.tenant()`,
+//! `req.header("x-data-residency")`, `req.input_tokens_estimate()`, …): each
+//! call asks the host, and strings are copied only when read. A [`Candidate`] is
+//! an id and its live state; [`Candidate::offer`] gives its fixed facts
+//! (upstream name, provider, region, jurisdiction, tags, prices), read from the
+//! host once per id and kept. [`host::config`] is cached the same way. So a warm
+//! call copies almost nothing into the policy.
+//!
 //! This crate re-exports the WIT types, wraps the host imports in [`host`], and adds
-//! a few helpers: [`Request::header`], [`Request::label`], [`Candidate::is_healthy`],
-//! [`estimated_cost`], [`Decision::route`] and [`Decision::reject`]. `RetryOn` is a
-//! `bitflags` type, so `RetryOn::all()`, `|` and `contains` work.
+//! a few helpers: [`Candidate::offer`], [`Candidate::is_healthy`], [`Tokens`],
+//! [`Decision::route`] and [`Decision::reject`]. `RetryOn` is a `bitflags` type,
+//! so `RetryOn::all()`, `|` and `contains` work.
 //!
 //! # Example
 //!
@@ -22,11 +30,11 @@
 //! struct EuFirst;
 //!
 //! impl Policy for EuFirst {
-//!     fn decide(req: Request, candidates: Vec<Candidate>) -> Decision {
-//!         let eu_only = req.header("x-data-residency") == Some("eu");
+//!     fn decide(req: &Request, candidates: Vec<Candidate>) -> Decision {
+//!         let eu_only = req.header("x-data-residency").as_deref() == Some("eu");
 //!         let mut allowed: Vec<&Candidate> = candidates
 //!             .iter()
-//!             .filter(|c| !eu_only || c.jurisdiction == "eu")
+//!             .filter(|c| !eu_only || c.offer().jurisdiction == "eu")
 //!             .collect();
 //!         if allowed.is_empty() {
 //!             return Decision::reject(403, "residency_violation", "no EU upstream serves this model");
@@ -52,10 +60,11 @@
 //! call to the next unless the policy is configured with `isolation = "per-request"`.
 //! Use the host counters ([`host::counter_add`]) for state that must be shared.
 
+mod cache;
 mod helpers;
 pub mod host;
 
-pub use helpers::{IntoTarget, estimated_cost};
+pub use helpers::{IntoTarget, Tokens};
 
 /// The bindings generated from `wit/policy.wit`. Use the re-exports at the crate
 /// root instead; this module is public only for [`export_policy!`].
@@ -73,17 +82,17 @@ pub mod bindings {
 
 pub use bindings::switchyard::policy::host::LogLevel;
 pub use bindings::switchyard::policy::types::{
-    Candidate, Decision, Health, LiveState, Outcome, Plan, ProviderKind, Rejection, Request,
+    Candidate, Decision, Health, LiveState, Offer, Outcome, Plan, ProviderKind, Rejection, Request,
     RetryOn,
 };
 
 /// A routing policy. Implement it on a unit struct and export it with
 /// [`export_policy!`].
 pub trait Policy {
-    /// Decides how to serve `req`: a plan naming some of `candidates` in the order
-    /// to try them, or a rejection. A plan may drop and reorder candidates but
-    /// never name one it was not given.
-    fn decide(req: Request, candidates: Vec<Candidate>) -> Decision;
+    /// Decides how to serve `req`: a plan listing some of `candidates` in the
+    /// order to try them, or a rejection. A plan may drop and reorder candidates
+    /// but never list one it was not given.
+    fn decide(req: &Request, candidates: Vec<Candidate>) -> Decision;
 
     /// Called after a request ended, off the response path. Does nothing unless
     /// overridden.
@@ -93,7 +102,7 @@ pub trait Policy {
 }
 
 impl<T: Policy> bindings::Guest for T {
-    fn decide(req: Request, candidates: Vec<Candidate>) -> Decision {
+    fn decide(req: &Request, candidates: Vec<Candidate>) -> Decision {
         <T as Policy>::decide(req, candidates)
     }
 

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use switchyard::config::{EngineConfig, Isolation};
 use switchyard::guests::EXAMPLES;
-use switchyard::policy::types::{Candidate, Health, LiveState, ProviderKind, Request};
-use switchyard::policy::{Chain, Policy, PolicyEngine, PolicySettings, PolicySpec};
+use switchyard::policy::types::{Candidate, Health, LiveState, Offer, ProviderKind, Request};
+use switchyard::policy::{Catalog, Chain, Policy, PolicyEngine, PolicySettings, PolicySpec};
 
 /// Individually timed calls per warm case (and per fresh case, fewer).
 const TIMED_WARM: usize = 300_000;
@@ -38,7 +38,7 @@ const TIMED_FRESH_SLOW: usize = 2_000;
 /// The non-Rust builds of `compliance`, as `policies/build.sh` names them.
 const OTHER_LANGUAGES: [&str; 3] = ["compliance-js", "compliance-py", "compliance-c"];
 
-fn request() -> Request {
+fn request() -> Arc<Request> {
     let mut headers: Vec<(String, String)> = vec![
         ("content-type".into(), "application/json".into()),
         ("user-agent".into(), "OpenAI/Python 1.54.0".into()),
@@ -52,7 +52,7 @@ fn request() -> Request {
         )
     }));
     assert_eq!(headers.len(), 20);
-    Request {
+    Arc::new(Request {
         id: "0192f0c4-7b1e-7c4a-9a53-4f1f3e2b8a10".into(),
         method: "POST".into(),
         path: "/v1/chat/completions".into(),
@@ -65,10 +65,11 @@ fn request() -> Request {
         max_output_tokens: Some(512),
         route: "chat".into(),
         labels: vec![("team".into(), "search".into())],
-    }
+    })
 }
 
-fn candidates() -> Vec<Candidate> {
+/// Eight candidates (ids 0 to 7) and their catalog.
+fn candidates() -> (Arc<Catalog>, Vec<Candidate>) {
     let specs = [
         (
             "azure-eastus",
@@ -114,11 +115,10 @@ fn candidates() -> Vec<Candidate> {
         ("openai-mini", ProviderKind::Openai, "", "us", 0.15, 0.6),
         ("mock-eu", ProviderKind::Mock, "eu-west-1", "eu", 0.0, 0.0),
     ];
-    specs
+    let offers = specs
         .iter()
-        .enumerate()
         .map(
-            |(i, &(name, provider, region, jurisdiction, input, output))| Candidate {
+            |&(name, provider, region, jurisdiction, input, output)| Offer {
                 upstream: name.into(),
                 provider,
                 region: region.into(),
@@ -127,22 +127,28 @@ fn candidates() -> Vec<Candidate> {
                 upstream_model: "gpt-4o".into(),
                 input_per_mtok: input,
                 output_per_mtok: output,
-                state: LiveState {
-                    health: if i == 2 {
-                        Health::Degraded
-                    } else {
-                        Health::Healthy
-                    },
-                    latency_ewma_ms: 100.0 + i as f64 * 10.0,
-                    in_flight: i as u32,
-                    error_rate: 0.01,
-                    cooldown_remaining_ms: 0,
-                    ratelimit_remaining_requests: Some(1000),
-                    ratelimit_remaining_tokens: None,
-                },
             },
         )
-        .collect()
+        .collect();
+    let candidates = (0..specs.len())
+        .map(|i| Candidate {
+            id: i as u32,
+            state: LiveState {
+                health: if i == 2 {
+                    Health::Degraded
+                } else {
+                    Health::Healthy
+                },
+                latency_ewma_ms: 100.0 + i as f64 * 10.0,
+                in_flight: i as u32,
+                error_rate: 0.01,
+                cooldown_remaining_ms: 0,
+                ratelimit_remaining_requests: Some(1000),
+                ratelimit_remaining_tokens: None,
+            },
+        })
+        .collect();
+    (Catalog::new(offers), candidates)
 }
 
 fn load(engine: &PolicyEngine, name: &str, wasm: &[u8], isolation: Isolation) -> Arc<Policy> {
@@ -172,12 +178,12 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Times `calls` decisions one by one and prints the percentiles.
 fn percentiles(rt: &tokio::runtime::Runtime, label: &str, policy: &Policy, calls: usize) {
-    let (req, cands) = (request(), candidates());
+    let (req, (catalog, cands)) = (request(), candidates());
     let mut samples = Vec::with_capacity(calls);
     rt.block_on(async {
         for _ in 0..calls {
             let started = Instant::now();
-            let decision = policy.decide(&req, &cands).await;
+            let decision = policy.decide(&req, &catalog, &cands).await;
             samples.push(started.elapsed());
             std::hint::black_box(decision.expect("decision"));
         }
@@ -266,7 +272,7 @@ fn decision(c: &mut Criterion) {
     })
     .expect("engine");
     let rt = runtime();
-    let (req, cands) = (request(), candidates());
+    let (req, (catalog, cands)) = (request(), candidates());
 
     // Every policy under test, warm and with a fresh instance per call; the JS,
     // Python and C builds are compiled once (or loaded from the cache).
@@ -316,7 +322,10 @@ fn decision(c: &mut Criterion) {
                         let started = Instant::now();
                         for _ in 0..iters {
                             std::hint::black_box(
-                                policy.decide(&req, &cands).await.expect("decision"),
+                                policy
+                                    .decide(&req, &catalog, &cands)
+                                    .await
+                                    .expect("decision"),
                             );
                         }
                         started.elapsed()
@@ -340,7 +349,7 @@ fn decision(c: &mut Criterion) {
             rt.block_on(async {
                 let started = Instant::now();
                 for _ in 0..iters {
-                    std::hint::black_box(chain.run(&req, cands.clone(), &()).await);
+                    std::hint::black_box(chain.run(&req, &catalog, cands.clone(), &()).await);
                 }
                 started.elapsed()
             })
@@ -368,11 +377,9 @@ fn decision(c: &mut Criterion) {
     }
 }
 
-/// Where the time of a warm call goes, with the same component and input:
-/// - `policy/minimal-input`: the engine's own path with no headers and one candidate
-///   (the rest of a full call is the canonical-ABI copy of the input);
-/// - `raw/sync` and `raw/async`: plain wasmtime (default allocator, no pool, no
-///   deadline, no validation) calling `decide` synchronously and with `call_async`.
+/// The engine's fixed cost per call: the `cost` policy with no headers, no
+/// labels and one candidate (the rest of a full call is the guest's own work
+/// and what it reads from the host).
 fn diagnostics(c: &mut Criterion) {
     let engine = PolicyEngine::new(&EngineConfig {
         cache_dir: None,
@@ -381,168 +388,30 @@ fn diagnostics(c: &mut Criterion) {
     })
     .expect("engine");
     let rt = runtime();
-    let wasm = example("cost");
-    let (req, cands) = (request(), candidates());
-    let mut group = c.benchmark_group("diagnostic/cost");
-
-    let policy = load(&engine, "cost", wasm, Isolation::Pooled);
-    let small_req = Request {
+    let policy = load(&engine, "cost", example("cost"), Isolation::Pooled);
+    let small_req = Arc::new(Request {
         headers: Vec::new(),
         labels: Vec::new(),
-        ..request()
-    };
-    let one = vec![candidates().remove(0)];
-    group.bench_function("policy/minimal-input", |b| {
+        ..(*request()).clone()
+    });
+    let (catalog, mut cands) = candidates();
+    cands.truncate(1);
+    c.bench_function("diagnostic/cost/minimal-input", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let started = Instant::now();
                 for _ in 0..iters {
-                    std::hint::black_box(policy.decide(&small_req, &one).await.expect("decision"));
+                    std::hint::black_box(
+                        policy
+                            .decide(&small_req, &catalog, &cands)
+                            .await
+                            .expect("decision"),
+                    );
                 }
                 started.elapsed()
             })
         })
     });
-
-    let mut sync = raw::Sync::new(wasm);
-    group.bench_function("raw/sync", |b| {
-        b.iter(|| std::hint::black_box(sync.decide(&req, &cands)))
-    });
-    let mut call_async = rt.block_on(raw::Async::new(wasm));
-    group.bench_function("raw/async", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let started = Instant::now();
-                for _ in 0..iters {
-                    std::hint::black_box(call_async.decide(&req, &cands).await);
-                }
-                started.elapsed()
-            })
-        })
-    });
-    group.finish();
-}
-
-/// Plain wasmtime, for comparison with the engine's call path.
-mod raw {
-    use switchyard::policy::types::{Candidate, Decision, Request};
-    use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-    use wasmtime::{Engine, Store};
-    use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-
-    mod sync_bindings {
-        wasmtime::component::bindgen!({
-            world: "policy",
-            path: "../wit",
-            with: { "switchyard:policy/types": ::switchyard::policy::types },
-        });
-    }
-    mod async_bindings {
-        wasmtime::component::bindgen!({
-            world: "policy",
-            path: "../wit",
-            with: { "switchyard:policy/types": ::switchyard::policy::types },
-            exports: { default: async },
-        });
-    }
-
-    pub struct Ctx {
-        wasi: WasiCtx,
-        table: ResourceTable,
-    }
-
-    impl Ctx {
-        fn new() -> Ctx {
-            Ctx {
-                wasi: WasiCtx::builder().build(),
-                table: ResourceTable::new(),
-            }
-        }
-    }
-
-    impl WasiView for Ctx {
-        fn ctx(&mut self) -> WasiCtxView<'_> {
-            WasiCtxView {
-                ctx: &mut self.wasi,
-                table: &mut self.table,
-            }
-        }
-    }
-
-    macro_rules! host_impl {
-        ($m:ident) => {
-            impl $m::switchyard::policy::host::Host for Ctx {
-                fn log(&mut self, _: $m::switchyard::policy::host::LogLevel, _: String) {}
-                fn config(&mut self, key: String) -> Option<String> {
-                    (key == "eu_tenants").then(|| "eu-bank,eu-insurer".to_owned())
-                }
-                fn now_ms(&mut self) -> u64 {
-                    0
-                }
-                fn counter_add(&mut self, _: String, delta: i64) -> i64 {
-                    delta
-                }
-                fn counter_get(&mut self, _: String) -> i64 {
-                    0
-                }
-            }
-        };
-    }
-    impl switchyard::policy::types::Host for Ctx {}
-    host_impl!(sync_bindings);
-    host_impl!(async_bindings);
-
-    pub struct Sync {
-        store: Store<Ctx>,
-        policy: sync_bindings::Policy,
-    }
-
-    impl Sync {
-        pub fn new(wasm: &[u8]) -> Sync {
-            let engine = Engine::default();
-            let component = Component::new(&engine, wasm).unwrap();
-            let mut linker = Linker::new(&engine);
-            wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
-            sync_bindings::Policy::add_to_linker::<Ctx, HasSelf<Ctx>>(&mut linker, |c| c).unwrap();
-            let mut store = Store::new(&engine, Ctx::new());
-            let policy =
-                sync_bindings::Policy::instantiate(&mut store, &component, &linker).unwrap();
-            Sync { store, policy }
-        }
-
-        pub fn decide(&mut self, req: &Request, cands: &[Candidate]) -> Decision {
-            self.policy
-                .call_decide(&mut self.store, req, cands)
-                .unwrap()
-        }
-    }
-
-    pub struct Async {
-        store: Store<Ctx>,
-        policy: async_bindings::Policy,
-    }
-
-    impl Async {
-        pub async fn new(wasm: &[u8]) -> Async {
-            let engine = Engine::default();
-            let component = Component::new(&engine, wasm).unwrap();
-            let mut linker = Linker::new(&engine);
-            wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
-            async_bindings::Policy::add_to_linker::<Ctx, HasSelf<Ctx>>(&mut linker, |c| c).unwrap();
-            let mut store = Store::new(&engine, Ctx::new());
-            let policy = async_bindings::Policy::instantiate_async(&mut store, &component, &linker)
-                .await
-                .unwrap();
-            Async { store, policy }
-        }
-
-        pub async fn decide(&mut self, req: &Request, cands: &[Candidate]) -> Decision {
-            self.policy
-                .call_decide(&mut self.store, req, cands)
-                .await
-                .unwrap()
-        }
-    }
 }
 
 fn example(name: &str) -> &'static [u8] {

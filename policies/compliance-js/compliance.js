@@ -7,16 +7,15 @@
 //   case), in order; when candidates were given but none is in the EU, it is
 //   rejected 403 `residency_violation`. No candidates at all: an empty plan.
 // - Every other request passes through untouched, in the same order.
-import { config } from 'switchyard:policy/host@0.1.0';
-import { header, listContains, reject, route } from '../../guest-sdk/js/switchyard.js';
+import { configSet, offerOf, reject, route } from '../../guest-sdk/js/switchyard.js';
 
 /** Why the request must stay in the EU, or undefined when it need not. */
 function euBound(req) {
-  const tenant = req.tenant ?? '';
-  if (tenant !== '' && listContains(config('eu_tenants'), tenant)) {
+  const tenant = req.tenant();
+  if (tenant !== undefined && tenant !== '' && configSet('eu_tenants').has(tenant)) {
     return `tenant '${tenant}' must stay in the EU`;
   }
-  if (header(req, 'x-data-residency')?.trim().toLowerCase() === 'eu') {
+  if (req.header('x-data-residency')?.trim().toLowerCase() === 'eu') {
     return 'the request asks for EU data residency (x-data-residency: eu)';
   }
   return undefined;
@@ -30,10 +29,10 @@ export function decide(req, candidates) {
   if (candidates.length === 0) {
     return route([], { reason: `${why}: no candidates` });
   }
-  const eu = candidates.filter((c) => c.jurisdiction.toLowerCase() === 'eu');
+  const eu = candidates.filter((c) => offerOf(c).jurisdiction.toLowerCase() === 'eu');
   if (eu.length === 0) {
     return reject(403, 'residency_violation',
-      `${why}, but no EU upstream serves model '${req.model}'`);
+      `${why}, but no EU upstream serves model '${req.model()}'`);
   }
   return route(eu, { reason: `${why}: kept ${eu.length} of ${candidates.length} candidates` });
 }

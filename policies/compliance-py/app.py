@@ -13,16 +13,16 @@
 from typing import List, Optional
 
 import wit_world
-from wit_world.imports import host, types
-from switchyard_policy import header, list_contains, reject, route
+from wit_world.imports import types
+from switchyard_policy import config_set, offer_of, reject, route
 
 
 def eu_bound(req: types.Request) -> Optional[str]:
     """Why the request must stay in the EU, or None when it need not."""
-    tenant = req.tenant or ""
-    if tenant and list_contains(host.config("eu_tenants"), tenant):
+    tenant = req.tenant()
+    if tenant and tenant in config_set("eu_tenants"):
         return f"tenant '{tenant}' must stay in the EU"
-    residency = header(req, "x-data-residency")
+    residency = req.header("x-data-residency")
     if residency is not None and residency.strip().lower() == "eu":
         return "the request asks for EU data residency (x-data-residency: eu)"
     return None
@@ -35,12 +35,12 @@ class WitWorld(wit_world.WitWorld):
             return route(candidates, reason="not EU-bound: pass-through")
         if not candidates:
             return route([], reason=f"{why}: no candidates")
-        eu = [c for c in candidates if c.jurisdiction.lower() == "eu"]
+        eu = [c for c in candidates if offer_of(c).jurisdiction.lower() == "eu"]
         if not eu:
             return reject(
                 403,
                 "residency_violation",
-                f"{why}, but no EU upstream serves model '{req.model}'",
+                f"{why}, but no EU upstream serves model '{req.model()}'",
             )
         return route(eu, reason=f"{why}: kept {len(eu)} of {len(candidates)} candidates")
 

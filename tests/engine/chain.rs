@@ -53,11 +53,13 @@ async fn fail_open_skips_the_stage_and_fail_closed_stops_the_chain() {
 
     let recorder = Recorder::default();
     let chain = Chain::new(vec![trap_open.clone(), ok.clone()]);
-    let ChainOutcome::Route(plan) = chain.run(&request(), candidates(), &recorder).await else {
+    let ChainOutcome::Route(plan) = chain
+        .run(&request(), &catalog(), candidates(), &recorder)
+        .await
+    else {
         panic!("fail-open must route")
     };
-    let names: Vec<_> = plan.targets.iter().map(|c| c.upstream.as_str()).collect();
-    assert_eq!(names, ["a", "b", "c"]);
+    assert_eq!(plan_names(&catalog(), &plan.targets), ["a", "b", "c"]);
     assert!(
         plan.reason.contains("trap-open: skipped (trap)"),
         "{}",
@@ -74,7 +76,10 @@ async fn fail_open_skips_the_stage_and_fail_closed_stops_the_chain() {
 
     let recorder = Recorder::default();
     let chain = Chain::new(vec![trap_closed, ok]);
-    match chain.run(&request(), candidates(), &recorder).await {
+    match chain
+        .run(&request(), &catalog(), candidates(), &recorder)
+        .await
+    {
         ChainOutcome::Failed(err) => {
             assert_eq!(err.kind, PolicyErrorKind::Trap);
             assert_eq!(&*err.policy, "trap-closed");
@@ -85,7 +90,7 @@ async fn fail_open_skips_the_stage_and_fail_closed_stops_the_chain() {
 
     // A chain of only fail-open failures passes the candidates through.
     let ChainOutcome::Route(plan) = Chain::new(vec![trap_open])
-        .run(&request(), candidates(), &())
+        .run(&request(), &catalog(), candidates(), &())
         .await
     else {
         panic!("fail-open must route")
@@ -98,7 +103,7 @@ async fn fail_open_skips_the_stage_and_fail_closed_stops_the_chain() {
 async fn a_later_stage_cannot_route_to_a_candidate_an_earlier_stage_dropped() {
     let engine = engine();
     // Compliance keeps only EU candidates when the request demands EU residency;
-    // the hostile "unknown" stage then names the dropped "no-such-upstream".
+    // the hostile "id" stage then names the dropped "us-1" by its id.
     let compliance = load(
         &engine,
         "compliance",
@@ -106,16 +111,25 @@ async fn a_later_stage_cannot_route_to_a_candidate_an_earlier_stage_dropped() {
         settings(),
         BTreeMap::new(),
     );
-    let names_dropped = hostile(&engine, "unknown", settings());
+    let names_dropped = load(
+        &engine,
+        "hostile",
+        HOSTILE,
+        settings(),
+        config(&[("mode", "id"), ("id", "1")]),
+    );
     let mut req: RequestJson = RequestJson::default();
     req.headers.insert("x-data-residency".into(), "eu".into());
-    let req: Request = req.into();
-    let cands = vec![candidate("eu-1", "eu"), candidate("no-such-upstream", "us")];
+    let req: Arc<Request> = Arc::new(req.into());
+    let (catalog, cands) = json::candidates(&[candidate("eu-1", "eu"), candidate("us-1", "us")]);
 
     // On its own, the second stage's plan is valid for these candidates.
     assert_eq!(
-        targets(&names_dropped.decide(&req, &cands).await.unwrap()),
-        ["no-such-upstream"]
+        targets_in(
+            &catalog,
+            &names_dropped.decide(&req, &catalog, &cands).await.unwrap()
+        ),
+        ["us-1"]
     );
 
     let chain = Chain::new(vec![compliance.clone(), names_dropped]);
@@ -127,10 +141,10 @@ async fn a_later_stage_cannot_route_to_a_candidate_an_earlier_stage_dropped() {
             hostile_hash8(&engine)
         )
     );
-    match chain.run(&req, cands, &()).await {
+    match chain.run(&req, &catalog, cands, &()).await {
         ChainOutcome::Failed(err) => {
             assert_eq!(err.kind, PolicyErrorKind::InvalidDecision);
-            assert!(err.message.contains("no-such-upstream"), "{err}");
+            assert!(err.message.contains("target 1 is not"), "{err}");
         }
         other => panic!("expected an invalid decision, got {other:?}"),
     }
@@ -154,8 +168,9 @@ async fn a_reject_ends_the_chain() {
     let mut req = RequestJson::default();
     req.headers.insert("x-data-residency".into(), "eu".into());
     let recorder = Recorder::default();
+    let (catalog, cands) = json::candidates(&[candidate("us-1", "us")]);
     let outcome = Chain::new(vec![compliance, never])
-        .run(&req.into(), vec![candidate("us-1", "us")], &recorder)
+        .run(&Arc::new(req.into()), &catalog, cands, &recorder)
         .await;
     match outcome {
         ChainOutcome::Reject { policy, rejection } => {
@@ -172,11 +187,11 @@ async fn a_reject_ends_the_chain() {
 async fn an_empty_chain_routes_in_config_order() {
     let chain = Chain::new(Vec::new());
     assert_eq!(chain.header_value(), "");
-    let ChainOutcome::Route(plan) = chain.run(&request(), candidates(), &()).await else {
+    let ChainOutcome::Route(plan) = chain.run(&request(), &catalog(), candidates(), &()).await
+    else {
         panic!("an empty chain routes")
     };
-    let names: Vec<_> = plan.targets.iter().map(|c| c.upstream.as_str()).collect();
-    assert_eq!(names, ["a", "b", "c"]);
+    assert_eq!(plan_names(&catalog(), &plan.targets), ["a", "b", "c"]);
     assert_eq!(plan.retry_on, RetryOn::all());
     assert_eq!(plan.reason, "config order");
 }

@@ -12,7 +12,10 @@ async fn warm_instances_are_reused_and_bounded() {
     };
     let policy = hostile(&engine, "ok", pooled);
     for _ in 0..50 {
-        policy.decide(&request(), &candidates()).await.unwrap();
+        policy
+            .decide(&request(), &catalog(), &candidates())
+            .await
+            .unwrap();
     }
     let stats = policy.pool_stats();
     assert_eq!((stats.created, stats.idle), (1, 1), "{stats:?}");
@@ -20,7 +23,7 @@ async fn warm_instances_are_reused_and_bounded() {
     // Concurrent calls need more instances; only `pool_size` stay warm.
     let calls = (0..8).map(|_| {
         let policy = policy.clone();
-        tokio::spawn(async move { policy.decide(&request(), &candidates()).await })
+        tokio::spawn(async move { policy.decide(&request(), &catalog(), &candidates()).await })
     });
     for call in futures_util::future::join_all(calls).await {
         call.unwrap().unwrap();
@@ -28,6 +31,40 @@ async fn warm_instances_are_reused_and_bounded() {
     let stats = policy.pool_stats();
     assert!(stats.created <= 9, "{stats:?}");
     assert!(stats.idle <= 2, "{stats:?}");
+}
+
+/// An instance serves one catalog for its life, because guests keep offers by
+/// id: a call with another catalog retires the warm instance, and the new one
+/// reads the new offers (the Rust SDK's cache would otherwise answer with the
+/// old ones).
+#[tokio::test]
+async fn a_new_catalog_retires_instances_that_kept_the_old_offers() {
+    let engine = engine();
+    let cost = load(&engine, "cost", COST, settings(), BTreeMap::new());
+    let priced = |name: &str, price: f64| CandidateJson {
+        upstream: name.into(),
+        input_per_mtok: price,
+        output_per_mtok: price,
+        ..CandidateJson::default()
+    };
+    let (old, cands) = json::candidates(&[priced("a", 1.0), priced("b", 2.0)]);
+    let decision = cost.decide(&request(), &old, &cands).await.unwrap();
+    assert_eq!(targets_in(&old, &decision), ["a", "b"]);
+    assert_eq!(
+        cost.decide(&request(), &old, &cands).await.unwrap(),
+        decision
+    );
+    assert_eq!(
+        (cost.pool_stats().created, cost.pool_stats().discarded),
+        (1, 0)
+    );
+
+    // Same ids, other facts: `a` is now the dearer one.
+    let (new, cands) = json::candidates(&[priced("a", 3.0), priced("b", 2.0)]);
+    let decision = cost.decide(&request(), &new, &cands).await.unwrap();
+    assert_eq!(targets_in(&new, &decision), ["b", "a"]);
+    let stats = cost.pool_stats();
+    assert_eq!((stats.created, stats.discarded), (2, 1), "{stats:?}");
 }
 
 #[tokio::test]
@@ -39,7 +76,10 @@ async fn instances_are_recycled_after_max_uses() {
     };
     let policy = hostile(&engine, "ok", recycle);
     for _ in 0..10 {
-        policy.decide(&request(), &candidates()).await.unwrap();
+        policy
+            .decide(&request(), &catalog(), &candidates())
+            .await
+            .unwrap();
     }
     let stats = policy.pool_stats();
     assert_eq!((stats.created, stats.recycled), (4, 3), "{stats:?}");
@@ -54,7 +94,10 @@ async fn per_request_isolation_uses_a_fresh_instance_every_call() {
     };
     let policy = hostile(&engine, "ok", isolated);
     for _ in 0..5 {
-        policy.decide(&request(), &candidates()).await.unwrap();
+        policy
+            .decide(&request(), &catalog(), &candidates())
+            .await
+            .unwrap();
     }
     let stats = policy.pool_stats();
     assert_eq!((stats.created, stats.idle), (5, 0), "{stats:?}");
@@ -75,20 +118,29 @@ fn counting(engine: &PolicyEngine, name: &str) -> Arc<Policy> {
 async fn counters_belong_to_the_policy_and_survive_reloads() {
     let engine = engine();
     let first = counting(&engine, "budget");
-    first.decide(&request(), &candidates()).await.unwrap();
-    first.decide(&request(), &candidates()).await.unwrap();
+    first
+        .decide(&request(), &catalog(), &candidates())
+        .await
+        .unwrap();
+    first
+        .decide(&request(), &catalog(), &candidates())
+        .await
+        .unwrap();
     assert_eq!(engine.counters().get("budget", "hits"), 2);
 
     // A reload: the same policy loaded again, the old version dropped.
     drop(first);
     let second = counting(&engine, "budget");
-    let decision = second.decide(&request(), &candidates()).await.unwrap();
+    let decision = second
+        .decide(&request(), &catalog(), &candidates())
+        .await
+        .unwrap();
     assert_eq!(targets(&decision), Vec::<String>::new());
     assert_eq!(engine.counters().get("budget", "hits"), 3);
 
     // Another policy has counters of its own.
     counting(&engine, "other")
-        .decide(&request(), &candidates())
+        .decide(&request(), &catalog(), &candidates())
         .await
         .unwrap();
     assert_eq!(engine.counters().get("other", "hits"), 1);
@@ -116,7 +168,12 @@ async fn the_second_load_comes_from_the_disk_cache_and_a_corrupt_entry_is_rewrit
     let warm = restarted.load(spec()).unwrap();
     assert!(warm.load_info().from_cache);
     assert_eq!(
-        targets(&warm.decide(&request(), &candidates()).await.unwrap()),
+        targets(
+            &warm
+                .decide(&request(), &catalog(), &candidates())
+                .await
+                .unwrap()
+        ),
         ["a", "b", "c"]
     );
 
@@ -169,7 +226,7 @@ async fn concurrent_calls_on_one_policy_all_succeed() {
     let policy = hostile(&engine, "ok", settings());
     let calls = (0..64).map(|_| {
         let policy = policy.clone();
-        tokio::spawn(async move { policy.decide(&request(), &candidates()).await })
+        tokio::spawn(async move { policy.decide(&request(), &catalog(), &candidates()).await })
     });
     for call in futures_util::future::join_all(calls).await {
         assert_eq!(targets(&call.unwrap().unwrap()), ["a", "b", "c"]);

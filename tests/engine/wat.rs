@@ -1,7 +1,8 @@
 //! Small contract components written as WAT, for the engine tests: the
 //! canonical ABI by hand, so each exercises exactly one thing.
 
-/// The contract's types, exported so the functions' types can name them.
+/// The contract's types, exported so the functions' types can name them (the
+/// `request` resource is imported from the host, with its `types` interface).
 const TYPES: &str = r#"
   (type $provider-kind' (enum "openai" "azure-openai" "bedrock" "mock"))
   (export $provider-kind "provider-kind" (type $provider-kind'))
@@ -16,34 +17,11 @@ const TYPES: &str = r#"
     (field "ratelimit-remaining-requests" (option u64))
     (field "ratelimit-remaining-tokens" (option u64))))
   (export $live-state "live-state" (type $live-state'))
-  (type $candidate' (record
-    (field "upstream" string)
-    (field "provider" $provider-kind)
-    (field "region" string)
-    (field "jurisdiction" string)
-    (field "tags" (list string))
-    (field "upstream-model" string)
-    (field "input-per-mtok" f64)
-    (field "output-per-mtok" f64)
-    (field "state" $live-state)))
+  (type $candidate' (record (field "id" u32) (field "state" $live-state)))
   (export $candidate "candidate" (type $candidate'))
-  (type $request' (record
-    (field "id" string)
-    (field "method" string)
-    (field "path" string)
-    (field "model" string)
-    (field "streaming" bool)
-    (field "tenant" (option string))
-    (field "headers" (list (tuple string string)))
-    (field "body-bytes" u64)
-    (field "input-tokens-estimate" u32)
-    (field "max-output-tokens" (option u32))
-    (field "route" string)
-    (field "labels" (list (tuple string string)))))
-  (export $request "request" (type $request'))
   (type $retry-on' (flags "connect-error" "timeout" "rate-limited" "server-error"))
   (export $retry-on "retry-on" (type $retry-on'))
-  (type $plan' (record (field "targets" (list string)) (field "retry-on" $retry-on) (field "reason" string)))
+  (type $plan' (record (field "targets" (list u32)) (field "retry-on" $retry-on) (field "reason" string)))
   (export $plan "plan" (type $plan'))
   (type $rejection' (record (field "status" u16) (field "code" string) (field "message" string)))
   (export $rejection "rejection" (type $rejection'))
@@ -88,8 +66,8 @@ const MEMORY: &str = r#"
   (alias core export $mem "realloc" (core func $realloc))
 "#;
 
-/// A policy that adds 1 to its counter `hits` on every `decide` and answers an
-/// empty plan (the decision at address 1024 is all zeroes: route, no targets,
+/// A policy that adds 1 to its counter `hits` on every `decide` (after dropping
+/// its borrow of the request, as every guest must) and answers an empty plan (the decision at address 1024 is all zeroes: route, no targets,
 /// no retry flags, empty reason). With `observe` exported or not.
 pub fn counting_policy(with_observe: bool, host_version: &str) -> String {
     let observe = if with_observe {
@@ -100,20 +78,28 @@ pub fn counting_policy(with_observe: bool, host_version: &str) -> String {
     };
     format!(
         r#"(component
+  (import "switchyard:policy/types@0.1.0" (instance $types
+    (export "request" (type (sub resource)))))
+  (alias export $types "request" (type $request))
   (import "switchyard:policy/host@{host_version}" (instance $host
     (export "counter-add" (func (param "key" string) (param "delta" s64) (result s64)))))
   {TYPES}
   {MEMORY}
   (core func $counter-add (canon lower (func $host "counter-add") (memory $memory)))
+  (core func $drop-request (canon resource.drop $request))
   (core module $Main
     (import "host" "counter-add" (func $add (param i32 i32 i64) (result i64)))
-    (func (export "decide") (param i32) (result i32)
+    (import "host" "drop-request" (func $drop-request (param i32)))
+    (func (export "decide") (param i32 i32 i32) (result i32)
+      (call $drop-request (local.get 0))
       (drop (call $add (i32.const 2048) (i32.const 4) (i64.const 1)))
       (i32.const 1024))
     (func (export "observe") (param i32)))
   (core instance $main (instantiate $Main
-    (with "host" (instance (export "counter-add" (func $counter-add))))))
-  (func (export "decide") (param "req" $request) (param "candidates" (list $candidate)) (result $decision)
+    (with "host" (instance
+      (export "counter-add" (func $counter-add))
+      (export "drop-request" (func $drop-request))))))
+  (func (export "decide") (param "req" (borrow $request)) (param "candidates" (list $candidate)) (result $decision)
     (canon lift (core func $main "decide") (memory $memory) (realloc $realloc)))
   {observe}
 )"#

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use switchyard::config::EngineConfig;
 use switchyard::policy::cases::{CaseFile, run_cases};
-use switchyard::policy::json::{CandidateJson, DecisionJson, RequestJson};
-use switchyard::policy::types::{Candidate, Request};
+use switchyard::policy::json::{self, CandidateJson, DecisionJson, RequestJson};
+use switchyard::policy::types::Request;
 use switchyard::policy::{
     CONTRACT_VERSION, Policy, PolicyEngine, PolicySettings, PolicySpec, WORLD, samples,
 };
@@ -148,12 +148,9 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
-    let request: Request = read_json::<RequestJson>(&args.request)?.into();
-    let candidates: Vec<Candidate> = match &args.candidates {
-        Some(path) => read_json::<Vec<CandidateJson>>(path)?
-            .into_iter()
-            .map(Into::into)
-            .collect(),
+    let request: Arc<Request> = Arc::new(read_json::<RequestJson>(&args.request)?.into());
+    let (catalog, candidates) = match &args.candidates {
+        Some(path) => json::candidates(&read_json::<Vec<CandidateJson>>(path)?),
         None => samples::candidates(),
     };
     let settings = PolicySettings {
@@ -167,12 +164,12 @@ fn eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         settings,
         args.config.iter().cloned().collect(),
     )?;
-    let decision = runtime()?.block_on(policy.decide(&request, &candidates));
+    let decision = runtime()?.block_on(policy.decide(&request, &catalog, &candidates));
     match decision {
         Ok(decision) => {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&DecisionJson::from(&decision))?
+                serde_json::to_string_pretty(&DecisionJson::new(&decision, &catalog))?
             );
             Ok(ExitCode::SUCCESS)
         }

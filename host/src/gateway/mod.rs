@@ -170,19 +170,18 @@ impl Gateway {
         let (targets, fallback) = if route.chain.stages().is_empty() {
             (servings.iter().collect::<Vec<_>>(), Fallback::ALL)
         } else {
-            let request = policy_request(ctx, &parts, &view, route_index);
+            let request = Arc::new(policy_request(ctx, &parts, &view, route_index));
             let candidates = servings.iter().map(|s| snapshot.candidate(s)).collect();
             let observer = MetricsObserver(self.metrics());
-            match route.chain.run(&request, candidates, &observer).await {
+            let chain = route
+                .chain
+                .run(&request, &snapshot.catalog, candidates, &observer);
+            match chain.await {
                 ChainOutcome::Route(plan) => {
                     let targets = plan
                         .targets
                         .iter()
-                        .filter_map(|c| {
-                            servings
-                                .iter()
-                                .find(|s| *snapshot.upstreams[s.upstream].name == *c.upstream)
-                        })
+                        .filter_map(|c| servings.iter().find(|s| s.id == c.id))
                         .collect::<Vec<_>>();
                     (targets, fallback_from(plan.retry_on))
                 }

@@ -4,12 +4,14 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::catalog::Catalog;
 use super::error::PolicyError;
-use super::json::{CandidateJson, DecisionJson, ExpectJson, RequestJson};
+use super::json::{self, CandidateJson, DecisionJson, ExpectJson, RequestJson};
 use super::loaded::Policy;
 use super::samples;
 use super::settings::PolicySettings;
@@ -121,31 +123,25 @@ pub async fn run_cases(policy: &Policy, file: &CaseFile) -> Vec<CaseResult> {
     };
     for case in &file.cases {
         let config = case.config.as_ref().unwrap_or(&file.config).clone();
-        let candidates: Vec<_> = case
-            .candidates
-            .as_ref()
-            .unwrap_or(&file.candidates)
-            .iter()
-            .cloned()
-            .map(Into::into)
-            .collect();
-        let request = case.request.clone().into();
+        let (catalog, candidates) =
+            json::candidates(case.candidates.as_ref().unwrap_or(&file.candidates));
+        let request = Arc::new(case.request.clone().into());
         let decided = policy
             .with_settings(settings.clone(), config)
-            .decide(&request, &candidates)
+            .decide(&request, &catalog, &candidates)
             .await;
-        results.push(judge(case, decided));
+        results.push(judge(case, &catalog, decided));
     }
     results
 }
 
-fn judge(case: &Case, decided: Result<Decision, PolicyError>) -> CaseResult {
+fn judge(case: &Case, catalog: &Catalog, decided: Result<Decision, PolicyError>) -> CaseResult {
     let expected = serde_json::to_string(&case.expect).unwrap_or_default();
-    let detail = match decided {
+    let detail = match decided.map(|d| DecisionJson::new(&d, catalog)) {
         Ok(decision) if case.expect.matches(&decision) => None,
         Ok(decision) => Some(format!(
             "expected {expected} got {}",
-            serde_json::to_string(&DecisionJson::from(&decision)).unwrap_or_default()
+            serde_json::to_string(&decision).unwrap_or_default()
         )),
         Err(err) => Some(format!(
             "expected {expected} got error: {} ({})",
@@ -163,7 +159,8 @@ fn judge(case: &Case, decided: Result<Decision, PolicyError>) -> CaseResult {
 /// [`samples`]); the policy must return a valid decision. Run before a new
 /// policy version is installed; it also warms one instance.
 pub async fn canary(policy: &Policy) -> Result<Decision, PolicyError> {
+    let (catalog, candidates) = samples::candidates();
     policy
-        .decide(&samples::request(), &samples::candidates())
+        .decide(&Arc::new(samples::request()), &catalog, &candidates)
         .await
 }

@@ -89,10 +89,11 @@ impl Chain {
         &self.header
     }
 
-    /// Runs the chain for one request.
+    /// Runs the chain for one request; `candidates` are numbered against `catalog`.
     pub async fn run(
         &self,
-        req: &super::types::Request,
+        req: &Arc<super::types::Request>,
+        catalog: &Arc<super::Catalog>,
         candidates: Vec<Candidate>,
         observer: &impl StageObserver,
     ) -> ChainOutcome {
@@ -101,7 +102,7 @@ impl Chain {
         let mut reasons = Vec::with_capacity(self.stages.len());
         for stage in &self.stages {
             let started = Instant::now();
-            let result = stage.decide_indexed(req, &current).await;
+            let result = stage.decide_indexed(req, catalog, &current).await;
             observer.stage_finished(
                 stage,
                 started.elapsed(),

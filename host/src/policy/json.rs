@@ -5,11 +5,13 @@
 //! silently turn into a default).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::catalog::Catalog;
 use super::types::{
-    Candidate, Decision, Health, LiveState, Plan, ProviderKind, Rejection, Request, RetryOn,
+    Candidate, Decision, Health, LiveState, Offer, Plan, ProviderKind, Rejection, Request, RetryOn,
 };
 
 /// A request, as JSON.
@@ -202,52 +204,49 @@ pub struct CandidateJson {
     pub state: LiveStateJson,
 }
 
-impl From<CandidateJson> for Candidate {
-    fn from(c: CandidateJson) -> Candidate {
-        Candidate {
-            upstream: c.upstream,
-            provider: c.provider.into(),
-            region: c.region,
-            jurisdiction: c.jurisdiction,
-            tags: c.tags,
-            upstream_model: c.upstream_model,
-            input_per_mtok: c.input_per_mtok,
-            output_per_mtok: c.output_per_mtok,
-            state: LiveState {
-                health: c.state.health.into(),
-                latency_ewma_ms: c.state.latency_ewma_ms,
-                in_flight: c.state.in_flight,
-                error_rate: c.state.error_rate,
-                cooldown_remaining_ms: c.state.cooldown_remaining_ms,
-                ratelimit_remaining_requests: c.state.ratelimit_remaining_requests,
-                ratelimit_remaining_tokens: c.state.ratelimit_remaining_tokens,
-            },
+impl From<LiveStateJson> for LiveState {
+    fn from(s: LiveStateJson) -> LiveState {
+        LiveState {
+            health: s.health.into(),
+            latency_ewma_ms: s.latency_ewma_ms,
+            in_flight: s.in_flight,
+            error_rate: s.error_rate,
+            cooldown_remaining_ms: s.cooldown_remaining_ms,
+            ratelimit_remaining_requests: s.ratelimit_remaining_requests,
+            ratelimit_remaining_tokens: s.ratelimit_remaining_tokens,
         }
     }
 }
 
-impl From<&Candidate> for CandidateJson {
-    fn from(c: &Candidate) -> CandidateJson {
-        CandidateJson {
-            upstream: c.upstream.clone(),
-            provider: c.provider.into(),
-            region: c.region.clone(),
-            jurisdiction: c.jurisdiction.clone(),
-            tags: c.tags.clone(),
-            upstream_model: c.upstream_model.clone(),
-            input_per_mtok: c.input_per_mtok,
-            output_per_mtok: c.output_per_mtok,
-            state: LiveStateJson {
-                health: c.state.health.into(),
-                latency_ewma_ms: c.state.latency_ewma_ms,
-                in_flight: c.state.in_flight,
-                error_rate: c.state.error_rate,
-                cooldown_remaining_ms: c.state.cooldown_remaining_ms,
-                ratelimit_remaining_requests: c.state.ratelimit_remaining_requests,
-                ratelimit_remaining_tokens: c.state.ratelimit_remaining_tokens,
-            },
+impl CandidateJson {
+    /// The candidate's fixed facts, as the offer a guest reads.
+    fn offer(&self) -> Offer {
+        Offer {
+            upstream: self.upstream.clone(),
+            provider: self.provider.into(),
+            region: self.region.clone(),
+            jurisdiction: self.jurisdiction.clone(),
+            tags: self.tags.clone(),
+            upstream_model: self.upstream_model.clone(),
+            input_per_mtok: self.input_per_mtok,
+            output_per_mtok: self.output_per_mtok,
         }
     }
+}
+
+/// Candidates given as JSON, numbered in order (the first has id 0), with the
+/// catalog of their offers.
+pub fn candidates(list: &[CandidateJson]) -> (Arc<Catalog>, Vec<Candidate>) {
+    let catalog = Catalog::new(list.iter().map(CandidateJson::offer).collect());
+    let candidates = list
+        .iter()
+        .zip(0..)
+        .map(|(c, id)| Candidate {
+            id,
+            state: c.state.clone().into(),
+        })
+        .collect();
+    (catalog, candidates)
 }
 
 /// One `retry-on` flag, as JSON.
@@ -290,7 +289,8 @@ impl RetryOnJson {
     }
 }
 
-/// A plan, as JSON.
+/// A plan, as JSON: targets by upstream name (the guest sees candidate ids; the
+/// catalog maps between them).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PlanJson {
@@ -324,11 +324,16 @@ pub enum DecisionJson {
     Reject(RejectionJson),
 }
 
-impl From<&Decision> for DecisionJson {
-    fn from(d: &Decision) -> DecisionJson {
-        match d {
+impl DecisionJson {
+    /// `decision` with its targets named by `catalog`.
+    pub fn new(decision: &Decision, catalog: &Catalog) -> DecisionJson {
+        match decision {
             Decision::Route(plan) => DecisionJson::Route(PlanJson {
-                targets: plan.targets.clone(),
+                targets: plan
+                    .targets
+                    .iter()
+                    .map(|&id| catalog.upstream_name(id).into_owned())
+                    .collect(),
                 retry_on: RetryOnJson::list(plan.retry_on),
                 reason: plan.reason.clone(),
             }),
@@ -339,13 +344,21 @@ impl From<&Decision> for DecisionJson {
             }),
         }
     }
-}
 
-impl From<DecisionJson> for Decision {
-    fn from(d: DecisionJson) -> Decision {
-        match d {
+    /// The decision, with each target name looked up in `catalog`; the error
+    /// names the first target it does not offer.
+    pub fn into_decision(self, catalog: &Catalog) -> Result<Decision, String> {
+        Ok(match self {
             DecisionJson::Route(plan) => Decision::Route(Plan {
-                targets: plan.targets,
+                targets: plan
+                    .targets
+                    .iter()
+                    .map(|name| {
+                        catalog
+                            .id_of(name)
+                            .ok_or_else(|| format!("no candidate is named {name:?}"))
+                    })
+                    .collect::<Result<_, _>>()?,
                 retry_on: RetryOnJson::flags(&plan.retry_on),
                 reason: plan.reason,
             }),
@@ -354,7 +367,7 @@ impl From<DecisionJson> for Decision {
                 code: r.code,
                 message: r.message,
             }),
-        }
+        })
     }
 }
 
@@ -405,19 +418,19 @@ pub struct ExpectReject {
 
 impl ExpectJson {
     /// Whether `decision` meets this expectation.
-    pub fn matches(&self, decision: &Decision) -> bool {
+    pub fn matches(&self, decision: &DecisionJson) -> bool {
         match (self, decision) {
-            (ExpectJson::Route(e), Decision::Route(plan)) => {
+            (ExpectJson::Route(e), DecisionJson::Route(plan)) => {
                 e.targets == plan.targets
                     && e.retry_on
                         .as_ref()
-                        .is_none_or(|r| RetryOnJson::flags(r) == plan.retry_on)
+                        .is_none_or(|r| RetryOnJson::flags(r) == RetryOnJson::flags(&plan.retry_on))
                     && e.reason.as_ref().is_none_or(|r| *r == plan.reason)
                     && e.reason_contains
                         .as_ref()
                         .is_none_or(|r| plan.reason.contains(r.as_str()))
             }
-            (ExpectJson::Reject(e), Decision::Reject(r)) => {
+            (ExpectJson::Reject(e), DecisionJson::Reject(r)) => {
                 e.status == r.status
                     && e.code == r.code
                     && e.message.as_ref().is_none_or(|m| *m == r.message)
@@ -446,11 +459,11 @@ mod tests {
             req.headers,
             vec![("x-data-residency".to_owned(), "eu".to_owned())]
         );
-        let cand: Candidate = serde_json::from_str::<CandidateJson>(r#"{"upstream":"a"}"#)
-            .unwrap()
-            .into();
-        assert_eq!(cand.provider, ProviderKind::Openai);
-        assert_eq!(cand.state.health, Health::Healthy);
+        let cand = serde_json::from_str::<CandidateJson>(r#"{"upstream":"a"}"#).unwrap();
+        let (catalog, cands) = candidates(&[cand]);
+        assert_eq!(catalog.offer(0).unwrap().provider, ProviderKind::Openai);
+        assert_eq!(cands[0].id, 0);
+        assert_eq!(cands[0].state.health, Health::Healthy);
     }
 
     #[test]
@@ -461,17 +474,25 @@ mod tests {
 
     #[test]
     fn decisions_round_trip_in_the_documented_shape() {
-        let text = r#"{"route":{"targets":["a","b"],"retry_on":["connect-error","timeout","rate-limited","server-error"],"reason":"r"}}"#;
+        let (catalog, _) = candidates(&[
+            serde_json::from_str(r#"{"upstream":"a"}"#).unwrap(),
+            serde_json::from_str(r#"{"upstream":"b"}"#).unwrap(),
+        ]);
+        let text = r#"{"route":{"targets":["b","a"],"retry_on":["connect-error","timeout","rate-limited","server-error"],"reason":"r"}}"#;
         let json: DecisionJson = serde_json::from_str(text).unwrap();
-        let decision = Decision::from(json.clone());
+        let decision = json.clone().into_decision(&catalog).unwrap();
         let Decision::Route(plan) = &decision else {
             panic!("not a route")
         };
+        assert_eq!(plan.targets, vec![1, 0]);
         assert_eq!(plan.retry_on, RetryOn::all());
         assert_eq!(
-            serde_json::to_string(&DecisionJson::from(&decision)).unwrap(),
+            serde_json::to_string(&DecisionJson::new(&decision, &catalog)).unwrap(),
             text
         );
+        let unknown: DecisionJson =
+            serde_json::from_str(r#"{"route":{"targets":["zz"]}}"#).unwrap();
+        assert!(unknown.into_decision(&catalog).unwrap_err().contains("zz"));
         let reject = r#"{"reject":{"status":403,"code":"residency_violation","message":"m"}}"#;
         let json: DecisionJson = serde_json::from_str(reject).unwrap();
         assert_eq!(serde_json::to_string(&json).unwrap(), reject);
@@ -479,11 +500,11 @@ mod tests {
 
     #[test]
     fn expectations_compare_optional_fields_only_when_present() {
-        let decision = Decision::from(DecisionJson::Route(PlanJson {
+        let decision = DecisionJson::Route(PlanJson {
             targets: vec!["a".into()],
             retry_on: vec![RetryOnJson::Timeout],
             reason: "cheapest: $0.01".into(),
-        }));
+        });
         let expect = |t: &str| {
             serde_json::from_str::<ExpectJson>(t)
                 .unwrap()

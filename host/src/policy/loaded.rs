@@ -12,9 +12,11 @@ use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 use crate::config::Isolation;
 
 use super::bindings::PolicyPre;
+use super::catalog::Catalog;
 use super::engine::PolicyEngine;
 use super::error::{PolicyError, PolicyErrorKind};
 use super::pool::{Instance, InstancePool, PoolStats};
+use super::request;
 use super::settings::{PolicySettings, PolicySpec};
 use super::store::{StoreState, truncate};
 use super::types::{Candidate, Decision, Outcome, Request};
@@ -171,16 +173,18 @@ impl Policy {
         self.pool.stats()
     }
 
-    /// Asks the policy how to serve `req`. Runs under the policy's deadline and
-    /// memory cap, then validates the decision against `candidates`. Must be
-    /// called inside a Tokio runtime with time enabled; a looping policy yields
-    /// to the runtime every millisecond until its deadline.
+    /// Asks the policy how to serve `req`. `candidates` are numbered against
+    /// `catalog` (their offers). Runs under the policy's deadline and memory
+    /// cap, then validates the decision against `candidates`. Must be called
+    /// inside a Tokio runtime with time enabled; a looping policy yields to the
+    /// runtime every millisecond until its deadline.
     pub async fn decide(
         &self,
-        req: &Request,
+        req: &Arc<Request>,
+        catalog: &Arc<Catalog>,
         candidates: &[Candidate],
     ) -> Result<Decision, PolicyError> {
-        self.decide_indexed(req, candidates)
+        self.decide_indexed(req, catalog, candidates)
             .await
             .map(|(decision, _)| decision)
     }
@@ -189,19 +193,20 @@ impl Policy {
     /// `candidates` of each target, in plan order.
     pub(crate) async fn decide_indexed(
         &self,
-        req: &Request,
+        req: &Arc<Request>,
+        catalog: &Arc<Catalog>,
         candidates: &[Candidate],
     ) -> Result<(Decision, Vec<usize>), PolicyError> {
         let deadline = Instant::now() + self.settings.deadline;
         let _running = self.start_call(deadline).await?;
-        let mut instance = self.checkout(deadline).await?;
-        let called = run_until(
-            deadline,
-            instance
-                .exports
-                .call_decide(&mut instance.store, req, candidates),
-        )
-        .await;
+        let mut instance = self.checkout_for(catalog, deadline).await?;
+        instance.store.data_mut().set_request(Some(req.clone()));
+        let called = instance
+            .exports
+            .call_decide(&mut instance.store, request::handle(), candidates)
+            .await
+            .map_err(CallFailure::Wasm);
+        instance.store.data_mut().set_request(None);
         let decision = match called {
             Ok(decision) => decision,
             Err(failure) => return Err(self.fail(instance, failure)),
@@ -224,11 +229,11 @@ impl Policy {
     pub async fn observe(&self, outcome: &Outcome) -> Result<(), PolicyError> {
         let deadline = Instant::now() + self.settings.deadline;
         let mut instance = self.checkout(deadline).await?;
-        let called = run_until(
-            deadline,
-            instance.exports.call_observe(&mut instance.store, outcome),
-        )
-        .await;
+        let called = instance
+            .exports
+            .call_observe(&mut instance.store, outcome)
+            .await
+            .map_err(CallFailure::Wasm);
         match called {
             Ok(()) => {
                 self.pool.give_back(instance);
@@ -244,6 +249,10 @@ impl Policy {
         &self,
         deadline: Instant,
     ) -> Result<tokio::sync::SemaphorePermit<'_>, PolicyError> {
+        // The common case, a free slot, needs no timer.
+        if let Ok(permit) = self.running.try_acquire() {
+            return Ok(permit);
+        }
         match tokio::time::timeout_at(deadline.into(), self.running.acquire()).await {
             Ok(permit) => Ok(permit.expect("the semaphore is never closed")),
             Err(_) => Err(self.error(
@@ -254,6 +263,29 @@ impl Policy {
                     self.settings.deadline.as_millis()
                 ),
             )),
+        }
+    }
+
+    /// [`Policy::checkout`], for an instance that serves `catalog`: a pooled
+    /// instance made for another catalog is retired (its guest may have kept
+    /// offers by id, and ids mean other offers there).
+    async fn checkout_for(
+        &self,
+        catalog: &Arc<Catalog>,
+        deadline: Instant,
+    ) -> Result<Instance, PolicyError> {
+        loop {
+            let mut instance = self.checkout(deadline).await?;
+            let state = instance.store.data_mut();
+            match &state.catalog {
+                Some(bound) if !Arc::ptr_eq(bound, catalog) => {
+                    self.pool.note_discarded();
+                    continue;
+                }
+                Some(_) => {}
+                None => state.catalog = Some(catalog.clone()),
+            }
+            return Ok(instance);
         }
     }
 
@@ -380,7 +412,9 @@ enum CallFailure {
     TimedOut,
 }
 
-/// Runs a guest call, giving up at `deadline` even when it waits on the host.
+/// Runs instantiation, giving up at `deadline` even when it waits on the host.
+/// Calls need no timer: every host import is synchronous, so a call only ever
+/// waits in guest code, where the epoch callback ends it at its deadline.
 async fn run_until<T>(
     deadline: Instant,
     call: impl Future<Output = wasmtime::Result<T>>,

@@ -1,7 +1,10 @@
 //! A built-in sample request and candidate set: the synthetic input of the
 //! reload canary and of `switchyard policy eval` without `--candidates`.
 
-use super::types::{Candidate, Health, LiveState, ProviderKind, Request};
+use std::sync::Arc;
+
+use super::catalog::Catalog;
+use super::types::{Candidate, Health, LiveState, Offer, ProviderKind, Request};
 
 /// A chat request for `gpt-4o` with a few ordinary headers and no tenant.
 pub fn request() -> Request {
@@ -26,9 +29,10 @@ pub fn request() -> Request {
 
 /// Four upstreams serving `gpt-4o`: `azure-eastus` (us), `azure-westeurope`
 /// (eu), `bedrock-eu-central-1` (eu, degraded) and `openai` (us), all with
-/// prices and live state filled in.
-pub fn candidates() -> Vec<Candidate> {
-    vec![
+/// prices and live state filled in; ids 0 to 3 in that order, in a catalog of
+/// their own.
+pub fn candidates() -> (Arc<Catalog>, Vec<Candidate>) {
+    let (offers, candidates) = [
         candidate(
             "azure-eastus",
             ProviderKind::AzureOpenai,
@@ -66,6 +70,11 @@ pub fn candidates() -> Vec<Candidate> {
             Health::Healthy,
         ),
     ]
+    .into_iter()
+    .zip(0..)
+    .map(|((offer, state), id)| (offer, Candidate { id, state }))
+    .unzip();
+    (Catalog::new(offers), candidates)
 }
 
 fn candidate(
@@ -76,8 +85,8 @@ fn candidate(
     input_per_mtok: f64,
     output_per_mtok: f64,
     health: Health,
-) -> Candidate {
-    Candidate {
+) -> (Offer, LiveState) {
+    let offer = Offer {
         upstream: upstream.to_owned(),
         provider,
         region: region.to_owned(),
@@ -86,14 +95,15 @@ fn candidate(
         upstream_model: "gpt-4o".to_owned(),
         input_per_mtok,
         output_per_mtok,
-        state: LiveState {
-            health,
-            latency_ewma_ms: 150.0,
-            in_flight: 2,
-            error_rate: if health == Health::Healthy { 0.0 } else { 0.2 },
-            cooldown_remaining_ms: 0,
-            ratelimit_remaining_requests: None,
-            ratelimit_remaining_tokens: None,
-        },
-    }
+    };
+    let state = LiveState {
+        health,
+        latency_ewma_ms: 150.0,
+        in_flight: 2,
+        error_rate: if health == Health::Healthy { 0.0 } else { 0.2 },
+        cooldown_remaining_ms: 0,
+        ratelimit_remaining_requests: None,
+        ratelimit_remaining_tokens: None,
+    };
+    (offer, state)
 }

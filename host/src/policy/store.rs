@@ -1,6 +1,7 @@
 //! The data of one instance's `Store`: the policy's identity and config, its
-//! limits and deadline, a deny-by-default WASI context, and the host imports
-//! (`log`, `config`, `now-ms`, counters).
+//! limits and deadline, a deny-by-default WASI context, the request and catalog
+//! of the running call, and the host imports (`log`, `config`, `now-ms`,
+//! counters, `offer`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,8 +11,10 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::switchyard::policy::{host, types};
+use super::catalog::Catalog;
 use super::counters::CounterStore;
 use super::limits::Limits;
+use super::request::Request;
 use super::stdio::OutputTail;
 
 /// Longest log line a guest may write, in bytes; longer ones are cut.
@@ -28,6 +31,10 @@ pub struct StoreState {
     pub deadline: Instant,
     /// What the guest printed lately.
     pub output: OutputTail,
+    /// The request the running `decide` call reads through its handle.
+    pub(super) request: Option<Arc<Request>>,
+    /// The catalog this instance serves, fixed by its first `decide` call.
+    pub(super) catalog: Option<Arc<Catalog>>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -49,6 +56,8 @@ impl StoreState {
             deadline: Instant::now(),
             wasi: deny_by_default_wasi(&output),
             output,
+            request: None,
+            catalog: None,
             table: ResourceTable::new(),
         }
     }
@@ -142,6 +151,15 @@ impl host::Host for StoreState {
 
     fn counter_get(&mut self, key: String) -> i64 {
         self.counters.get(&self.policy, &key)
+    }
+
+    fn offer_of(&mut self, id: u32) -> wasmtime::Result<types::Offer> {
+        match self.catalog.as_ref().and_then(|c| c.offer(id)) {
+            Some(offer) => Ok(offer.clone()),
+            None => Err(wasmtime::Error::msg(format!(
+                "offer-of({id}): no candidate with this id was ever given to this instance"
+            ))),
+        }
     }
 }
 

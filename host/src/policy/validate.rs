@@ -1,5 +1,5 @@
-//! Checks a policy's decision before the host acts on it: a plan may only name
-//! candidates the stage was given, each at most once; a rejection needs a real
+//! Checks a policy's decision before the host acts on it: a plan may only list
+//! the ids of candidates the stage was given, each at most once; a rejection needs a real
 //! error status and a code; no string may be huge.
 
 use std::collections::HashMap;
@@ -29,36 +29,29 @@ pub fn validate_decision(
                     candidates.len()
                 ));
             }
-            let index: Option<HashMap<&str, usize>> =
+            let index: Option<HashMap<u32, usize>> =
                 (candidates.len() > LINEAR_SCAN_MAX).then(|| {
                     candidates
                         .iter()
                         .enumerate()
                         .rev()
-                        .map(|(i, c)| (c.upstream.as_str(), i))
+                        .map(|(i, c)| (c.id, i))
                         .collect()
                 });
             let mut used = vec![false; candidates.len()];
             let mut positions = Vec::with_capacity(plan.targets.len());
-            for (n, target) in plan.targets.iter().enumerate() {
-                if target.is_empty() {
-                    return Err(format!("target #{n} is an empty upstream name"));
-                }
+            for &target in &plan.targets {
                 let found = match &index {
-                    Some(index) => index.get(target.as_str()).copied(),
-                    None => candidates.iter().position(|c| c.upstream == *target),
+                    Some(index) => index.get(&target).copied(),
+                    None => candidates.iter().position(|c| c.id == target),
                 };
                 let Some(i) = found else {
                     return Err(format!(
-                        "target {:?} is not one of the candidates the policy was given",
-                        shorten(target)
+                        "target {target} is not the id of a candidate the policy was given"
                     ));
                 };
                 if std::mem::replace(&mut used[i], true) {
-                    return Err(format!(
-                        "target {:?} appears more than once",
-                        shorten(target)
-                    ));
+                    return Err(format!("target {target} appears more than once"));
                 }
                 positions.push(i);
             }
@@ -91,26 +84,14 @@ fn check_text(field: &str, text: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A name cut short enough for an error message.
-fn shorten(name: &str) -> &str {
-    super::store::truncate(name, 128)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::types::{Health, LiveState, Plan, ProviderKind, Rejection, RetryOn};
+    use crate::policy::types::{Health, LiveState, Plan, Rejection, RetryOn};
 
-    fn candidate(name: &str) -> Candidate {
+    fn candidate(id: u32) -> Candidate {
         Candidate {
-            upstream: name.to_owned(),
-            provider: ProviderKind::Mock,
-            region: String::new(),
-            jurisdiction: String::new(),
-            tags: Vec::new(),
-            upstream_model: String::new(),
-            input_per_mtok: 0.0,
-            output_per_mtok: 0.0,
+            id,
             state: LiveState {
                 health: Health::Healthy,
                 latency_ewma_ms: 0.0,
@@ -123,9 +104,9 @@ mod tests {
         }
     }
 
-    fn route(targets: &[&str]) -> Decision {
+    fn route(targets: &[u32]) -> Decision {
         Decision::Route(Plan {
-            targets: targets.iter().map(|t| t.to_string()).collect(),
+            targets: targets.to_vec(),
             retry_on: RetryOn::all(),
             reason: "r".to_owned(),
         })
@@ -141,9 +122,9 @@ mod tests {
 
     #[test]
     fn plans_map_to_candidate_positions() {
-        let cands: Vec<_> = ["a", "b", "c"].into_iter().map(candidate).collect();
+        let cands: Vec<_> = [7, 3, 5].into_iter().map(candidate).collect();
         assert_eq!(
-            validate_decision(&route(&["c", "a"]), &cands).unwrap(),
+            validate_decision(&route(&[5, 7]), &cands).unwrap(),
             vec![2, 0]
         );
         assert_eq!(
@@ -154,12 +135,11 @@ mod tests {
 
     #[test]
     fn bad_plans_say_what_is_wrong() {
-        let cands: Vec<_> = ["a", "b"].into_iter().map(candidate).collect();
+        let cands: Vec<_> = [0, 1].into_iter().map(candidate).collect();
         let err = |d: Decision| validate_decision(&d, &cands).unwrap_err();
-        assert!(err(route(&["zz"])).contains("\"zz\" is not one of the candidates"));
-        assert!(err(route(&["a", "a"])).contains("more than once"));
-        assert!(err(route(&[""])).contains("empty"));
-        assert!(err(route(&["a", "b", "a"])).contains("3 targets"));
+        assert!(err(route(&[9])).contains("target 9 is not the id of a candidate"));
+        assert!(err(route(&[0, 0])).contains("more than once"));
+        assert!(err(route(&[0, 1, 0])).contains("3 targets"));
         let long = Decision::Route(Plan {
             targets: vec![],
             retry_on: RetryOn::empty(),
@@ -170,14 +150,13 @@ mod tests {
 
     #[test]
     fn large_candidate_lists_use_the_index() {
-        let names: Vec<String> = (0..100).map(|i| format!("u{i}")).collect();
-        let cands: Vec<_> = names.iter().map(|n| candidate(n)).collect();
+        let cands: Vec<_> = (0..100).map(|i| candidate(1000 + i)).collect();
         assert_eq!(
-            validate_decision(&route(&["u99", "u0"]), &cands).unwrap(),
+            validate_decision(&route(&[1099, 1000]), &cands).unwrap(),
             vec![99, 0]
         );
-        assert!(validate_decision(&route(&["u1", "u1"]), &cands).is_err());
-        assert!(validate_decision(&route(&["nope"]), &cands).is_err());
+        assert!(validate_decision(&route(&[1001, 1001]), &cands).is_err());
+        assert!(validate_decision(&route(&[5]), &cands).is_err());
     }
 
     #[test]

@@ -13,7 +13,8 @@ use crate::config::{Config, ConfigError, PolicyConfig};
 use crate::gateway::auth::ClientKeys;
 use crate::gateway::route::{Route, RouteError};
 use crate::policy::cases::{CaseFile, canary, run_cases};
-use crate::policy::{Chain, LoadError, Policy, PolicyEngine, PolicySettings, PolicySpec};
+use crate::policy::types::Offer;
+use crate::policy::{Catalog, Chain, LoadError, Policy, PolicyEngine, PolicySettings, PolicySpec};
 use crate::provider::{ProviderAdapter, ProviderConfigError};
 use crate::upstream::health::HealthRegistry;
 
@@ -99,7 +100,14 @@ impl SnapshotBuilder<'_> {
 
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         let mut models: HashMap<String, Vec<Serving>> = HashMap::new();
+        let mut offers = Vec::new();
         for (index, up) in config.upstreams.iter().enumerate() {
+            // A simulated upstream presents itself as the provider it stands in for.
+            let provider = up
+                .mock
+                .as_ref()
+                .and_then(|m| m.simulates)
+                .unwrap_or(up.provider);
             let adapter =
                 ProviderAdapter::from_config(up, &config.server, self.env).map_err(|source| {
                     SnapshotError::Upstream {
@@ -108,21 +116,28 @@ impl SnapshotBuilder<'_> {
                     }
                 })?;
             for (model, serving) in &up.models {
+                let upstream_model = serving.upstream_model(model).to_string();
+                offers.push(Offer {
+                    upstream: up.name.clone(),
+                    provider: provider.into(),
+                    region: up.region.clone(),
+                    jurisdiction: up.jurisdiction.clone(),
+                    tags: up.tags.clone(),
+                    upstream_model: upstream_model.clone(),
+                    input_per_mtok: serving.input_per_mtok,
+                    output_per_mtok: serving.output_per_mtok,
+                });
                 models.entry(model.clone()).or_default().push(Serving {
+                    id: u32::try_from(offers.len() - 1).expect("fewer than 2^32 offers"),
                     upstream: index,
-                    upstream_model: serving.upstream_model(model).to_string(),
+                    upstream_model,
                     input_per_mtok: serving.input_per_mtok,
                     output_per_mtok: serving.output_per_mtok,
                 });
             }
             upstreams.push(UpstreamEntry {
                 name: up.name.as_str().into(),
-                // A simulated upstream presents itself as the provider it stands in for.
-                provider: up
-                    .mock
-                    .as_ref()
-                    .and_then(|m| m.simulates)
-                    .unwrap_or(up.provider),
+                provider,
                 adapter,
                 health: self.health.get_or_create(&up.name),
                 first_byte_timeout: Duration::from_millis(
@@ -131,9 +146,16 @@ impl SnapshotBuilder<'_> {
                 ),
                 region: up.region.clone(),
                 jurisdiction: up.jurisdiction.clone(),
-                tags: up.tags.clone(),
             });
         }
+        // The same offers as before keep the same catalog, so pooled policy
+        // instances (which may have kept offers by id) stay warm.
+        let catalog = match self.previous {
+            Some(previous) if previous.catalog.offers() == offers.as_slice() => {
+                previous.catalog.clone()
+            }
+            _ => Catalog::new(offers),
+        };
         self.health
             .retain(config.upstreams.iter().map(|u| u.name.as_str()));
 
@@ -165,6 +187,7 @@ impl SnapshotBuilder<'_> {
             config: Arc::new(config),
             upstreams,
             models,
+            catalog,
             routes,
             policies,
         })

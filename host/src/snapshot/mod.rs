@@ -19,8 +19,9 @@ pub use watch::{FileWatch, WatchSettings};
 use crate::config::{Config, ProviderKind};
 use crate::gateway::auth::ClientKeys;
 use crate::gateway::route::Route;
-use crate::policy::Policy;
+use crate::policy::types::ProviderKind as PolicyProviderKind;
 use crate::policy::types::{Candidate, Health, LiveState};
+use crate::policy::{Catalog, Policy};
 use crate::provider::ProviderAdapter;
 use crate::upstream::health::{HealthState, UpstreamHealth};
 
@@ -38,6 +39,8 @@ pub struct Snapshot {
     pub upstreams: Vec<UpstreamEntry>,
     /// Client-facing model → the upstreams serving it, in config order.
     pub models: HashMap<String, Vec<Serving>>,
+    /// The offer of every [`Serving`], by its id: what policies read about candidates.
+    pub catalog: Arc<Catalog>,
     /// Routes in match order.
     pub routes: Vec<Route>,
     /// Loaded policies in config order.
@@ -56,17 +59,17 @@ pub struct UpstreamEntry {
     pub health: Arc<UpstreamHealth>,
     /// Time allowed from sending a request to the first response byte.
     pub first_byte_timeout: Duration,
-    /// Region, jurisdiction and tags, as policies see them.
+    /// Region, as configured.
     pub region: String,
-    /// Jurisdiction of the region.
+    /// Jurisdiction of the region, as configured.
     pub jurisdiction: String,
-    /// Free-form tags.
-    pub tags: Vec<String>,
 }
 
 /// One upstream serving one client-facing model.
 #[derive(Debug, Clone)]
 pub struct Serving {
+    /// The candidate id policies see: its offer's position in [`Snapshot::catalog`].
+    pub id: u32,
     /// Index into [`Snapshot::upstreams`].
     pub upstream: usize,
     /// The provider-side model or deployment.
@@ -88,24 +91,11 @@ pub struct LoadedPolicy {
 }
 
 impl Snapshot {
-    /// The candidate a policy sees for `serving`, with the upstream's live state.
+    /// The candidate a policy sees for `serving`: its id and the upstream's live state.
     pub fn candidate(&self, serving: &Serving) -> Candidate {
-        let upstream = &self.upstreams[serving.upstream];
-        let view = upstream.health.view();
+        let view = self.upstreams[serving.upstream].health.view();
         Candidate {
-            upstream: upstream.name.to_string(),
-            provider: match upstream.provider {
-                ProviderKind::Openai => crate::policy::types::ProviderKind::Openai,
-                ProviderKind::AzureOpenai => crate::policy::types::ProviderKind::AzureOpenai,
-                ProviderKind::Bedrock => crate::policy::types::ProviderKind::Bedrock,
-                ProviderKind::Mock => crate::policy::types::ProviderKind::Mock,
-            },
-            region: upstream.region.clone(),
-            jurisdiction: upstream.jurisdiction.clone(),
-            tags: upstream.tags.clone(),
-            upstream_model: serving.upstream_model.clone(),
-            input_per_mtok: serving.input_per_mtok,
-            output_per_mtok: serving.output_per_mtok,
+            id: serving.id,
             state: LiveState {
                 health: match view.health {
                     HealthState::Healthy => Health::Healthy,
@@ -126,5 +116,16 @@ impl Snapshot {
     /// The policy named `name`.
     pub fn policy(&self, name: &str) -> Option<&LoadedPolicy> {
         self.policies.iter().find(|p| p.policy.name() == name)
+    }
+}
+
+impl From<ProviderKind> for PolicyProviderKind {
+    fn from(kind: ProviderKind) -> PolicyProviderKind {
+        match kind {
+            ProviderKind::Openai => PolicyProviderKind::Openai,
+            ProviderKind::AzureOpenai => PolicyProviderKind::AzureOpenai,
+            ProviderKind::Bedrock => PolicyProviderKind::Bedrock,
+            ProviderKind::Mock => PolicyProviderKind::Mock,
+        }
     }
 }

@@ -15,10 +15,10 @@ use switchyard_policy::{
 struct AzureFirst;
 
 impl Policy for AzureFirst {
-    fn decide(_req: Request, candidates: Vec<Candidate>) -> Decision {
+    fn decide(_req: &Request, candidates: Vec<Candidate>) -> Decision {
         let (azure, others): (Vec<&Candidate>, Vec<&Candidate>) = candidates
             .iter()
-            .partition(|c| c.provider == ProviderKind::AzureOpenai);
+            .partition(|c| c.offer().provider == ProviderKind::AzureOpenai);
         let (usable, unusable): (Vec<&Candidate>, Vec<&Candidate>) =
             azure.into_iter().partition(|c| c.is_healthy());
         let reason = format!(

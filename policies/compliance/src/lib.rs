@@ -15,31 +15,19 @@ use switchyard_policy::{Candidate, Decision, Policy, Request, RetryOn, export_po
 struct Compliance;
 
 impl Policy for Compliance {
-    fn decide(req: Request, candidates: Vec<Candidate>) -> Decision {
-        let tenant = req.tenant.as_deref().unwrap_or("");
-        let eu_tenants = host::config("eu_tenants").unwrap_or_default();
-        let eu_tenant = !tenant.is_empty() && eu_tenants.split(',').any(|t| t.trim() == tenant);
-        let eu_header = req
-            .header("x-data-residency")
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("eu"));
-        let why = match (eu_tenant, eu_header) {
-            (false, false) => {
-                return Decision::route(&candidates, RetryOn::all(), "not EU-bound: pass-through");
-            }
-            (true, _) => format!("tenant '{tenant}' must stay in the EU"),
-            (false, true) => {
-                "the request asks for EU data residency (x-data-residency: eu)".to_owned()
-            }
+    fn decide(req: &Request, candidates: Vec<Candidate>) -> Decision {
+        let Some(why) = eu_bound(req) else {
+            return Decision::route(&candidates, RetryOn::all(), "not EU-bound: pass-through");
         };
         if candidates.is_empty() {
             return Decision::route(&candidates, RetryOn::all(), format!("{why}: no candidates"));
         }
         let eu: Vec<&Candidate> = candidates
             .iter()
-            .filter(|c| c.jurisdiction.eq_ignore_ascii_case("eu"))
+            .filter(|c| c.offer().jurisdiction.eq_ignore_ascii_case("eu"))
             .collect();
         if eu.is_empty() {
-            let message = format!("{why}, but no EU upstream serves model '{}'", req.model);
+            let message = format!("{why}, but no EU upstream serves model '{}'", req.model());
             return Decision::reject(403, "residency_violation", message);
         }
         let reason = format!(
@@ -49,6 +37,20 @@ impl Policy for Compliance {
         );
         Decision::route(eu, RetryOn::all(), reason)
     }
+}
+
+/// Why the request must stay in the EU, or `None` when it need not. Reads the
+/// tenant first and the header only when the tenant does not decide it.
+fn eu_bound(req: &Request) -> Option<String> {
+    if let Some(tenant) = req.tenant().filter(|t| !t.is_empty()) {
+        let eu_tenants = host::config("eu_tenants").unwrap_or_default();
+        if eu_tenants.split(',').any(|t| t.trim() == tenant) {
+            return Some(format!("tenant '{tenant}' must stay in the EU"));
+        }
+    }
+    req.header("x-data-residency")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("eu"))
+        .then(|| "the request asks for EU data residency (x-data-residency: eu)".to_owned())
 }
 
 export_policy!(Compliance);

@@ -12,7 +12,7 @@
 //! - The gateway moves on after a connect error, a timeout, a 429 or a 5xx.
 
 use switchyard_policy::{
-    Candidate, Decision, Policy, Request, RetryOn, estimated_cost, export_policy, host,
+    Candidate, Decision, Policy, Request, RetryOn, Tokens, export_policy, host,
 };
 
 /// Output tokens assumed when neither the request nor the config says.
@@ -21,13 +21,14 @@ const DEFAULT_OUTPUT_TOKENS: u32 = 256;
 struct Cost;
 
 impl Policy for Cost {
-    fn decide(req: Request, candidates: Vec<Candidate>) -> Decision {
-        let output_tokens = host::config_or("default_output_tokens", DEFAULT_OUTPUT_TOKENS);
+    fn decide(req: &Request, candidates: Vec<Candidate>) -> Decision {
+        let default_output = host::config_or("default_output_tokens", DEFAULT_OUTPUT_TOKENS);
+        let tokens = Tokens::of(req, default_output);
         let any_usable = candidates.iter().any(Candidate::is_healthy);
         let mut priced: Vec<(f64, &Candidate)> = candidates
             .iter()
             .filter(|c| !any_usable || c.is_healthy())
-            .map(|c| (estimated_cost(&req, c, output_tokens), c))
+            .map(|c| (tokens.cost(c.offer()), c))
             .collect();
         // `sort_by` is stable: equal prices keep candidate order.
         priced.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -37,13 +38,13 @@ impl Policy for Cost {
                 let skipped = candidates.len() - priced.len();
                 format!(
                     "cheapest: {} at ${price:.6} ({skipped} unusable skipped)",
-                    c.upstream
+                    c.offer().upstream
                 )
             }
             Some((price, c)) => {
                 format!(
                     "cheapest: {} at ${price:.6} (none usable, all kept)",
-                    c.upstream
+                    c.offer().upstream
                 )
             }
         };

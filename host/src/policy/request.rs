@@ -1,0 +1,170 @@
+//! [`Request`]: the client request as policies see it, and the host side of the
+//! WIT `request` resource that guests read it through.
+//!
+//! A guest gets a borrowed handle for the length of one `decide` call and reads
+//! only the fields it needs; the handle refers to the request the store is
+//! deciding right now ([`super::store::StoreState`] holds it), so nothing is
+//! copied into the guest until it asks.
+
+use std::sync::Arc;
+
+use wasmtime::component::Resource;
+
+use super::bindings::switchyard::policy::types::{self, Header, Label};
+use super::store::StoreState;
+
+/// A read-only view of one client request, built once by the gateway (or from
+/// JSON by `switchyard policy eval|test`) and shared by every stage of a chain.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Request {
+    /// The gateway's request id (also sent back as `x-request-id`).
+    pub id: String,
+    /// HTTP method, upper-case.
+    pub method: String,
+    /// Path without the query string.
+    pub path: String,
+    /// The model the client asked for; empty when absent.
+    pub model: String,
+    /// True when the client asked for a streamed response.
+    pub streaming: bool,
+    /// The tenant of the authenticated client, if client auth is on.
+    pub tenant: Option<String>,
+    /// Client headers with lower-case names, minus credentials.
+    pub headers: Vec<Header>,
+    /// Size of the request body in bytes.
+    pub body_bytes: u64,
+    /// Estimated input tokens.
+    pub input_tokens_estimate: u32,
+    /// `max_completion_tokens` or `max_tokens`, when set.
+    pub max_output_tokens: Option<u32>,
+    /// The matched route's name.
+    pub route: String,
+    /// The matched route's labels.
+    pub labels: Vec<Label>,
+}
+
+impl Request {
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of route label `key`.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The host type behind the WIT `request` resource. Guests only ever hold a
+/// borrowed handle to it, and the handle always means "the request being
+/// decided", so it carries no data of its own.
+pub struct RequestHandle;
+
+/// The borrowed handle passed to `decide`.
+pub(crate) fn handle() -> Resource<RequestHandle> {
+    Resource::new_borrow(0)
+}
+
+impl StoreState {
+    /// The request of the running `decide` call. Guests can only reach the
+    /// `request` methods through the handle `decide` receives, so one is set.
+    fn current(&self) -> &Request {
+        static NONE: std::sync::LazyLock<Request> = std::sync::LazyLock::new(Request::default);
+        self.request.as_deref().unwrap_or(&NONE)
+    }
+
+    /// Sets (or clears) the request the next `decide` call reads.
+    pub(crate) fn set_request(&mut self, request: Option<Arc<Request>>) {
+        self.request = request;
+    }
+}
+
+impl types::HostRequest for StoreState {
+    fn id(&mut self, _: Resource<RequestHandle>) -> String {
+        self.current().id.clone()
+    }
+
+    fn method(&mut self, _: Resource<RequestHandle>) -> String {
+        self.current().method.clone()
+    }
+
+    fn path(&mut self, _: Resource<RequestHandle>) -> String {
+        self.current().path.clone()
+    }
+
+    fn model(&mut self, _: Resource<RequestHandle>) -> String {
+        self.current().model.clone()
+    }
+
+    fn streaming(&mut self, _: Resource<RequestHandle>) -> bool {
+        self.current().streaming
+    }
+
+    fn tenant(&mut self, _: Resource<RequestHandle>) -> Option<String> {
+        self.current().tenant.clone()
+    }
+
+    fn header(&mut self, _: Resource<RequestHandle>, name: String) -> Option<String> {
+        self.current().header(&name).map(str::to_owned)
+    }
+
+    fn headers(&mut self, _: Resource<RequestHandle>) -> Vec<Header> {
+        self.current().headers.clone()
+    }
+
+    fn body_bytes(&mut self, _: Resource<RequestHandle>) -> u64 {
+        self.current().body_bytes
+    }
+
+    fn input_tokens_estimate(&mut self, _: Resource<RequestHandle>) -> u32 {
+        self.current().input_tokens_estimate
+    }
+
+    fn max_output_tokens(&mut self, _: Resource<RequestHandle>) -> Option<u32> {
+        self.current().max_output_tokens
+    }
+
+    fn route(&mut self, _: Resource<RequestHandle>) -> String {
+        self.current().route.clone()
+    }
+
+    fn label(&mut self, _: Resource<RequestHandle>, key: String) -> Option<String> {
+        self.current().label(&key).map(str::to_owned)
+    }
+
+    fn labels(&mut self, _: Resource<RequestHandle>) -> Vec<Label> {
+        self.current().labels.clone()
+    }
+
+    fn drop(&mut self, _: Resource<RequestHandle>) -> wasmtime::Result<()> {
+        // Guests only receive borrows; the host owns the one request.
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_lookup_ignores_case_and_takes_the_first() {
+        let req = Request {
+            headers: vec![
+                ("x-data-residency".into(), "eu".into()),
+                ("x-data-residency".into(), "us".into()),
+            ],
+            labels: vec![("team".into(), "search".into())],
+            ..Request::default()
+        };
+        assert_eq!(req.header("X-Data-Residency"), Some("eu"));
+        assert_eq!(req.header("x-missing"), None);
+        assert_eq!(req.label("team"), Some("search"));
+        assert_eq!(req.label("Team"), None);
+    }
+}
