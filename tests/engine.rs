@@ -348,12 +348,27 @@ async fn a_trapping_observe_is_a_trap_and_a_quiet_one_succeeds() {
         cost_usd: 0.001,
     };
     let policy = hostile(&engine, "observe-trap", settings());
+    assert!(policy.observes());
     let err = policy.observe(&outcome).await.unwrap_err();
     assert_eq!(err.kind, PolicyErrorKind::Trap);
     hostile(&engine, "ok", settings())
         .observe(&outcome)
         .await
         .expect("observe");
+
+    // A policy on the SDK's default `observe` says it ignores outcomes on its
+    // first call (`host.ignore-outcomes`); after that no instance is touched.
+    let cost = load(&engine, "cost", COST, settings(), BTreeMap::new());
+    assert!(cost.observes());
+    cost.observe(&outcome).await.expect("observe");
+    assert!(!cost.observes());
+    let used = cost.pool_stats();
+    for _ in 0..3 {
+        cost.observe(&outcome).await.expect("observe");
+    }
+    assert_eq!(cost.pool_stats(), used, "no instance was checked out");
+    // The same code with another config is another policy, which asks again.
+    assert!(cost.with_config(BTreeMap::new()).observes());
 }
 
 /// A looping policy yields to the runtime every epoch tick: on a

@@ -276,7 +276,9 @@ void sy_decide_done(sy_request_t req, sy_candidates_t *candidates) {
 }
 
 // A policy that keeps no budgets needs no `observe`: this default frees the
-// outcome. Defining `exports_policy_observe` in the policy replaces it.
+// outcome and tells the gateway (`ignore-outcomes`) to stop calling it.
+// Defining `exports_policy_observe` in the policy replaces it.
 __attribute__((weak)) void exports_policy_observe(policy_outcome_t *outcome) {
   policy_outcome_free(outcome);
+  switchyard_policy_host_ignore_outcomes();
 }

@@ -7,7 +7,9 @@
 use core::str::FromStr;
 
 pub use crate::LogLevel;
-pub use crate::bindings::switchyard::policy::host::{counter_add, counter_get, log, now_ms};
+pub use crate::bindings::switchyard::policy::host::{
+    counter_add, counter_get, ignore_outcomes, log, now_ms,
+};
 
 /// The value of `key` in this policy's `[policy.config]` table. Config does not
 /// change while an instance lives, so each key is read from the host once and

@@ -94,10 +94,12 @@ pub trait Policy {
     /// but never list one it was not given.
     fn decide(req: &Request, candidates: Vec<Candidate>) -> Decision;
 
-    /// Called after a request ended, off the response path. Does nothing unless
-    /// overridden.
+    /// Called after a request ended, off the response path. Unless overridden,
+    /// it tells the gateway (`host.ignore-outcomes`) that this policy has no use
+    /// for outcomes, and the gateway stops calling it.
     fn observe(outcome: Outcome) {
         let _ = outcome;
+        host::ignore_outcomes();
     }
 }
 

@@ -205,7 +205,12 @@ impl PendingOutcome {
         );
 
         let Some(route) = self.route else { return };
-        if self.snapshot.routes[route].chain.stages().is_empty() {
+        if !self.snapshot.routes[route]
+            .chain
+            .stages()
+            .iter()
+            .any(|p| p.observes())
+        {
             return;
         }
         let outcome = Outcome {

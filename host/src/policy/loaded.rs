@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
@@ -58,6 +59,8 @@ pub struct Policy {
     /// a policy that spins to its deadline on every call can take at most half
     /// the CPU, and other routes' calls and the gateway's I/O keep the rest.
     running: tokio::sync::Semaphore,
+    /// Set once the policy said its `observe` does nothing (`ignore-outcomes`).
+    ignores_outcomes: Arc<AtomicBool>,
 }
 
 impl Policy {
@@ -99,6 +102,7 @@ impl Policy {
         Arc::new(Policy {
             pool: InstancePool::new(pool_size, settings.max_uses),
             running: tokio::sync::Semaphore::new(slots),
+            ignores_outcomes: Arc::new(AtomicBool::new(false)),
             name,
             settings,
             config,
@@ -223,10 +227,20 @@ impl Policy {
         }
     }
 
+    /// Whether the policy wants outcomes: false once it called
+    /// `ignore-outcomes`, after which [`Policy::observe`] calls nothing.
+    pub fn observes(&self) -> bool {
+        !self.ignores_outcomes.load(Ordering::Relaxed)
+    }
+
     /// Reports a finished request to the policy, under the same limits as `decide`.
     /// It takes no call slot: the one observe worker already runs these calls
     /// one at a time, and they must not delay `decide` on the request path.
+    /// Does nothing for a policy that ignores outcomes.
     pub async fn observe(&self, outcome: &Outcome) -> Result<(), PolicyError> {
+        if !self.observes() {
+            return Ok(());
+        }
         let deadline = Instant::now() + self.settings.deadline;
         let mut instance = self.checkout(deadline).await?;
         let called = instance
@@ -300,6 +314,7 @@ impl Policy {
             self.config.clone(),
             self.compiled.engine.counters().clone(),
             self.memory_limit,
+            self.ignores_outcomes.clone(),
         );
         let mut store = Store::new(self.compiled.engine.wasmtime(), state);
         store.limiter(|state| &mut state.limits);

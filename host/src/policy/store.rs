@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use wasmtime::component::ResourceTable;
@@ -35,6 +36,8 @@ pub struct StoreState {
     pub(super) request: Option<Arc<Request>>,
     /// The catalog this instance serves, fixed by its first `decide` call.
     pub(super) catalog: Option<Arc<Catalog>>,
+    /// Set when the policy calls `ignore-outcomes`; shared by its instances.
+    ignores_outcomes: Arc<AtomicBool>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -46,6 +49,7 @@ impl StoreState {
         config: Arc<BTreeMap<String, String>>,
         counters: Arc<dyn CounterStore>,
         memory_limit_bytes: u64,
+        ignores_outcomes: Arc<AtomicBool>,
     ) -> StoreState {
         let output = OutputTail::default();
         StoreState {
@@ -58,6 +62,7 @@ impl StoreState {
             output,
             request: None,
             catalog: None,
+            ignores_outcomes,
             table: ResourceTable::new(),
         }
     }
@@ -151,6 +156,10 @@ impl host::Host for StoreState {
 
     fn counter_get(&mut self, key: String) -> i64 {
         self.counters.get(&self.policy, &key)
+    }
+
+    fn ignore_outcomes(&mut self) {
+        self.ignores_outcomes.store(true, Ordering::Relaxed);
     }
 
     fn offer_of(&mut self, id: u32) -> wasmtime::Result<types::Offer> {
