@@ -48,7 +48,8 @@ run_callgrind() {
     # after it, until exit.
     local dump=$P/callgrind.out.1
     local total
-    total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
+    # awk reads to the end: exiting early would kill callgrind_annotate with SIGPIPE.
+    total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ && !seen { gsub(",", "", $1); print $1; seen = 1 }')
     log "callgrind: $total instructions over $CG_REQUESTS requests = $((total / CG_REQUESTS)) per request"
     echo "instructions per request: $((total / CG_REQUESTS)) ($total over $CG_REQUESTS requests, after a 500-request warm-up)" >"$P/callgrind-summary.txt"
     callgrind_annotate --inclusive=yes --threshold=99 "$dump" >"$P/callgrind-inclusive.txt" 2>/dev/null || true

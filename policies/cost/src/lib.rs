@@ -11,6 +11,8 @@
 //!   `cheapest: bedrock-us at $0.003310`.
 //! - The gateway moves on after a connect error, a timeout, a 429 or a 5xx.
 
+use core::fmt;
+
 use switchyard_policy::{
     Candidate, Decision, Policy, Request, RetryOn, Tokens, export_policy, host,
 };
@@ -37,18 +39,36 @@ impl Policy for Cost {
             Some((price, c)) if any_usable => {
                 let skipped = candidates.len() - priced.len();
                 format!(
-                    "cheapest: {} at ${price:.6} ({skipped} unusable skipped)",
-                    c.offer().upstream
+                    "cheapest: {} at {} ({skipped} unusable skipped)",
+                    c.offer().upstream,
+                    Usd(*price)
                 )
             }
             Some((price, c)) => {
                 format!(
-                    "cheapest: {} at ${price:.6} (none usable, all kept)",
-                    c.offer().upstream
+                    "cheapest: {} at {} (none usable, all kept)",
+                    c.offer().upstream,
+                    Usd(*price)
                 )
             }
         };
         Decision::route(priced.into_iter().map(|(_, c)| c), RetryOn::all(), reason)
+    }
+}
+
+/// A price in USD with six decimals (`$0.003310`), printed with integer
+/// arithmetic: Rust's exact float formatting (`{:.6}`) can fall back to a
+/// bignum algorithm, which would be a good part of this policy's per-call cost.
+struct Usd(f64);
+
+impl fmt::Display for Usd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let micros = (self.0 * 1e6).round();
+        if !(0.0..1e15).contains(&micros) {
+            return write!(f, "${:.6}", self.0);
+        }
+        let micros = micros as u64;
+        write!(f, "${}.{:06}", micros / 1_000_000, micros % 1_000_000)
     }
 }
 
