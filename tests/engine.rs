@@ -331,6 +331,17 @@ async fn invalid_decisions_say_what_is_wrong() {
 }
 
 #[tokio::test]
+async fn asking_for_an_offer_never_given_is_a_trap() {
+    let policy = hostile(&engine(), "bad-offer", settings());
+    let err = policy
+        .decide(&request(), &catalog(), &candidates())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, PolicyErrorKind::Trap, "{err}");
+    assert!(err.message.contains("offer-of(4294967295)"), "{err}");
+}
+
+#[tokio::test]
 async fn a_trapping_observe_is_a_trap_and_a_quiet_one_succeeds() {
     let engine = engine();
     let outcome = Outcome {
