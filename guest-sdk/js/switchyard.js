@@ -13,7 +13,8 @@
 //   offer      { upstream, provider, region, jurisdiction, tags, upstreamModel,
 //                inputPerMtok, outputPerMtok }: use offerOf(candidate), which caches it
 //   decision   { tag: 'route', val: plan } | { tag: 'reject', val: rejection }
-//   plan       { targets: number[] (candidate ids), retryOn: RetryOn, reason: string }
+//   plan       { targets: number[] or Uint32Array (candidate ids), retryOn: RetryOn,
+//                reason: string } (route() builds a Uint32Array: cheaper to pass back)
 //   retry-on   { connectError, timeout, rateLimited, serverError } (booleans)
 //   rejection  { status: number, code: string, message: string }
 //
@@ -94,18 +95,35 @@ export function configSet(key) {
 }
 
 /**
- * A route decision trying `targets` in order. `targets` holds candidates or
- * candidate ids; the plan lists their ids.
+ * A route decision trying `targets` in order. `targets` is an array of
+ * candidates or candidate ids; the plan lists their ids, as a `Uint32Array`
+ * (which the generated bindings copy into the component as one block, where a
+ * plain array is checked and copied id by id). `options` is
+ * `{ retryOn = RETRY_ALL, reason = '' }`, both optional.
  */
-export function route(targets, { retryOn = RETRY_ALL, reason = '' } = {}) {
-  return {
-    tag: 'route',
-    val: {
-      targets: targets.map((t) => (typeof t === 'number' ? t : t.id)),
-      retryOn,
-      reason,
-    },
-  };
+export function route(targets, options) {
+  const count = targets.length;
+  const ids = new Uint32Array(count);
+  for (let i = 0; i < count; i++) {
+    const target = targets[i];
+    const id = typeof target === 'number' ? target : target.id;
+    // A Uint32Array would silently wrap a bad id; fail as the bindings would.
+    if (id !== id >>> 0) {
+      throw new TypeError(`route: target ${i} is not a candidate id (u32): ${id}`);
+    }
+    ids[i] = id;
+  }
+  let retryOn = RETRY_ALL;
+  let reason = '';
+  if (options !== undefined) {
+    if (options.retryOn !== undefined) {
+      retryOn = options.retryOn;
+    }
+    if (options.reason !== undefined) {
+      reason = options.reason;
+    }
+  }
+  return { tag: 'route', val: { targets: ids, retryOn, reason } };
 }
 
 /** A rejection returned to the client as an OpenAI-style error. */

@@ -29,6 +29,14 @@ RETRY_ALL = (
 #: No fallback: the first target's answer is final.
 RETRY_NONE = types.RetryOn(0)
 
+# The generated record classes, bound once: a module global is found faster
+# than an attribute of `types` on every call. Arguments are passed by position
+# (the dataclasses' field order), which is cheaper than by keyword.
+_Plan = types.Plan
+_Rejection = types.Rejection
+_Decision_Route = types.Decision_Route
+_Decision_Reject = types.Decision_Reject
+
 # Offers by candidate id. An id names the same upstream and model for the whole
 # life of an instance, so each is fetched from the host once, on first use.
 _offers: Dict[int, types.Offer] = {}
@@ -80,12 +88,12 @@ def route(
 ) -> types.Decision:
     """A route decision trying `targets` (candidates or candidate ids) in order."""
     ids = [t if isinstance(t, int) else t.id for t in targets]
-    return types.Decision_Route(types.Plan(targets=ids, retry_on=retry_on, reason=reason))
+    return _Decision_Route(_Plan(ids, retry_on, reason))
 
 
 def reject(status: int, code: str, message: str) -> types.Decision:
     """A rejection returned to the client as an OpenAI-style error."""
-    return types.Decision_Reject(types.Rejection(status=status, code=code, message=message))
+    return _Decision_Reject(_Rejection(status, code, message))
 
 
 def list_contains(items: Optional[str], item: Optional[str]) -> bool:

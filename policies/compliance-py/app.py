@@ -10,18 +10,28 @@
 - Every other request passes through untouched, in the same order.
 """
 
-from typing import List, Optional
+from typing import Dict, List, Optional, Set
 
 import wit_world
-from wit_world.imports import types
+from wit_world.imports import host, types
 from switchyard_policy import config_set, offer_of, reject, route
+
+# Per call, only the tenant (and, when it does not decide, one header) is read
+# from the host. The rest is kept for the instance's life: the config's EU
+# tenants, and whether each candidate id is in the EU (from its cached offer).
+_eu_tenants: Optional[Set[str]] = None
+_in_eu: Dict[int, bool] = {}
 
 
 def eu_bound(req: types.Request) -> Optional[str]:
     """Why the request must stay in the EU, or None when it need not."""
+    global _eu_tenants
     tenant = req.tenant()
-    if tenant and tenant in config_set("eu_tenants"):
-        return f"tenant '{tenant}' must stay in the EU"
+    if tenant:
+        if _eu_tenants is None:
+            _eu_tenants = config_set("eu_tenants")
+        if tenant in _eu_tenants:
+            return f"tenant '{tenant}' must stay in the EU"
     residency = req.header("x-data-residency")
     if residency is not None and residency.strip().lower() == "eu":
         return "the request asks for EU data residency (x-data-residency: eu)"
@@ -35,7 +45,14 @@ class WitWorld(wit_world.WitWorld):
             return route(candidates, reason="not EU-bound: pass-through")
         if not candidates:
             return route([], reason=f"{why}: no candidates")
-        eu = [c for c in candidates if offer_of(c).jurisdiction.lower() == "eu"]
+        eu = []
+        for c in candidates:
+            cid = c.id
+            is_eu = _in_eu.get(cid)
+            if is_eu is None:
+                is_eu = _in_eu[cid] = offer_of(cid).jurisdiction.lower() == "eu"
+            if is_eu:
+                eu.append(cid)
         if not eu:
             return reject(
                 403,
@@ -45,4 +62,5 @@ class WitWorld(wit_world.WitWorld):
         return route(eu, reason=f"{why}: kept {len(eu)} of {len(candidates)} candidates")
 
     def observe(self, outcome: types.Outcome) -> None:
-        pass
+        # Nothing to keep: tell the gateway to stop sending outcomes.
+        host.ignore_outcomes()

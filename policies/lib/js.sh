@@ -5,7 +5,9 @@
 # Each policy folder pins its componentize-js in package.json and
 # package-lock.json; `npm ci` installs it into the folder's node_modules/
 # (skipped while the lock file is unchanged). guest-sdk/js/componentize.mjs
-# drives componentize-js's API with WASI stdio, random, clocks and http off.
+# drives componentize-js's API with WASI stdio, random, clocks and http off,
+# and speeds up the JavaScript glue it generates (guest-sdk/js/bindings-patch.mjs;
+# SWITCHYARD_JS_RAW_BINDINGS=1 builds with the glue as generated).
 
 # shellcheck source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
