@@ -49,14 +49,4 @@ impl Catalog {
             .position(|o| o.upstream == name)
             .map(|i| i as u32)
     }
-
-    /// Number of offers.
-    pub fn len(&self) -> usize {
-        self.offers.len()
-    }
-
-    /// Whether there are no offers.
-    pub fn is_empty(&self) -> bool {
-        self.offers.is_empty()
-    }
 }

@@ -422,8 +422,8 @@ fn arm(store: &mut Store<StoreState>, deadline: Instant) {
 enum CallFailure {
     /// The guest trapped or a host import failed.
     Wasm(wasmtime::Error),
-    /// The deadline passed while the call waited on an async host operation
-    /// (epoch interruption only fires while guest code runs).
+    /// The deadline passed while instantiation waited on the host (epoch
+    /// interruption only fires while guest code runs; calls never wait).
     TimedOut,
 }
 
