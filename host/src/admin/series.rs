@@ -36,7 +36,7 @@ pub(crate) struct Series<M, const N: usize> {
 struct Inner<M, const N: usize> {
     names: [&'static str; N],
     new_metric: fn() -> M,
-    metrics: RwLock<HashMap<Key<N>, M>>,
+    metrics: RwLock<HashMap<Key<N>, M, foldhash::fast::RandomState>>,
 }
 
 impl<M, const N: usize> Clone for Series<M, N> {
@@ -76,7 +76,7 @@ impl<M, const N: usize> Series<M, N> {
             inner: Arc::new(Inner {
                 names,
                 new_metric,
-                metrics: RwLock::new(HashMap::new()),
+                metrics: RwLock::new(HashMap::default()),
             }),
         }
     }

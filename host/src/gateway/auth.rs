@@ -32,7 +32,7 @@ pub enum AuthError {
 /// The configured client keys, by SHA-256 digest.
 #[derive(Debug, Default)]
 pub struct ClientKeys {
-    by_digest: HashMap<[u8; 32], ClientIdentity>,
+    by_digest: HashMap<[u8; 32], ClientIdentity, foldhash::fast::RandomState>,
 }
 
 impl ClientKeys {

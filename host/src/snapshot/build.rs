@@ -99,7 +99,7 @@ impl SnapshotBuilder<'_> {
         }
 
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
-        let mut models: HashMap<String, Vec<Serving>> = HashMap::new();
+        let mut models: HashMap<String, Vec<Serving>, _> = HashMap::default();
         let mut offers = Vec::new();
         for (index, up) in config.upstreams.iter().enumerate() {
             // A simulated upstream presents itself as the provider it stands in for.

@@ -38,7 +38,7 @@ pub struct Snapshot {
     /// Upstreams in config order.
     pub upstreams: Vec<UpstreamEntry>,
     /// Client-facing model → the upstreams serving it, in config order.
-    pub models: HashMap<String, Vec<Serving>>,
+    pub models: HashMap<String, Vec<Serving>, foldhash::fast::RandomState>,
     /// The offer of every [`Serving`], by its id: what policies read about candidates.
     pub catalog: Arc<Catalog>,
     /// Routes in match order.

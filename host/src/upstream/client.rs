@@ -116,11 +116,13 @@ impl UpstreamClient {
         &self,
         request: Request<Full<Bytes>>,
     ) -> Result<Response<Incoming>, AttemptError> {
-        let host = host_label(request.uri());
+        // Kept for the error message only: cloning shares the URI's bytes, and the
+        // label is formatted only when the request fails.
+        let uri = request.uri().clone();
         self.client.request(request).await.map_err(|err| {
             // Describe the cause; the wrapper only says "client error (Connect)".
             let cause = std::error::Error::source(&err).unwrap_or(&err);
-            AttemptError::from_client(&host, err.is_connect(), cause)
+            AttemptError::from_client(&host_label(&uri), err.is_connect(), cause)
         })
     }
 }

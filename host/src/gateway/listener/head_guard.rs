@@ -16,6 +16,7 @@
 //! it stops watching that connection.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -195,13 +196,28 @@ impl Scanner {
                         }
                     }
                     let seen = self.line.len();
-                    self.line.extend_from_slice(bytes);
                     // httparse (hyper's parser) says where the head ends, so bare-LF
-                    // line endings are followed exactly as hyper follows them.
-                    let (end, framing) = match head_end(&self.line, self.max_headers) {
+                    // line endings are followed exactly as hyper follows them. A head
+                    // that arrives in one read (the usual case) is parsed where it
+                    // lies; only a head split across reads is buffered.
+                    let parsed = if seen == 0 {
+                        head_end(bytes, self.max_headers)
+                    } else {
+                        self.line.extend_from_slice(bytes);
+                        head_end(&self.line, self.max_headers)
+                    };
+                    let (end, framing) = match parsed {
                         HeadEnd::At(end, framing) => (end, framing),
-                        HeadEnd::Partial if self.line.len() <= self.max_head_bytes => break,
-                        HeadEnd::Partial | HeadEnd::Invalid => return Scan::GiveUp,
+                        HeadEnd::Partial => {
+                            if seen == 0 {
+                                self.line.extend_from_slice(bytes);
+                            }
+                            if self.line.len() <= self.max_head_bytes {
+                                break;
+                            }
+                            return Scan::GiveUp;
+                        }
+                        HeadEnd::Invalid => return Scan::GiveUp,
                     };
                     if end > self.max_head_bytes {
                         // Whatever the read sizes were: hyper refuses it (431).
@@ -299,9 +315,19 @@ enum HeadEnd {
 }
 
 fn head_end(buffered: &[u8], max_headers: usize) -> HeadEnd {
-    let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
-    let mut request = httparse::Request::new(&mut headers);
-    match request.parse(buffered) {
+    // Header slots on the stack, left uninitialised, for the usual limits; a
+    // larger configured limit gets them from the heap.
+    const ON_STACK: usize = 128;
+    let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; ON_STACK];
+    let mut heap = Vec::new();
+    let slots = if max_headers <= ON_STACK {
+        &mut stack[..max_headers]
+    } else {
+        heap.resize_with(max_headers, MaybeUninit::uninit);
+        &mut heap[..]
+    };
+    let mut request = httparse::Request::new(&mut []);
+    match request.parse_with_uninit_headers(buffered, slots) {
         Ok(httparse::Status::Complete(end)) => HeadEnd::At(end, framing(&request)),
         Ok(httparse::Status::Partial) => HeadEnd::Partial,
         Err(_) => HeadEnd::Invalid,
