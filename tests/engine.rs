@@ -342,6 +342,28 @@ async fn asking_for_an_offer_never_given_is_a_trap() {
 }
 
 #[tokio::test]
+async fn a_policy_reads_each_candidates_live_state_on_request() {
+    let policy = hostile(&engine(), "live-state", settings());
+    let mut candidates = candidates();
+    for (candidate, (in_flight, latency)) in
+        candidates.iter_mut().zip([(5, 100.0), (1, 40.5), (3, 0.0)])
+    {
+        candidate.state.in_flight = in_flight;
+        candidate.state.latency_ewma_ms = latency;
+    }
+    let decision = policy
+        .decide(&request(), &catalog(), &candidates)
+        .await
+        .expect("decision");
+    assert_eq!(targets(&decision), ["b", "c", "a"]);
+    let Decision::Route(plan) = decision else {
+        unreachable!()
+    };
+    // Each id's own state, and none for an id the call was not given.
+    assert_eq!(plan.reason, "1:1:40.5 2:3:0 0:5:100 unknown:none");
+}
+
+#[tokio::test]
 async fn a_trapping_observe_is_a_trap_and_a_quiet_one_succeeds() {
     let engine = engine();
     let outcome = Outcome {

@@ -9,7 +9,9 @@
 //   req        a `request` resource: req.tenant(), req.header('x-foo'), req.model(), ...
 //              (methods; each string read is copied into the guest, so read only what
 //              you need, and only during `decide`)
-//   candidate  { id: number, state: liveState }
+//   candidate  { id: number, health: 'healthy' | 'degraded' | 'cooling-down' | 'unhealthy' };
+//              the rest of its live state (latencyEwmaMs, inFlight, errorRate, ...) is
+//              req.liveState(candidate.id), read only when a rule needs it
 //   offer      { upstream, provider, region, jurisdiction, tags, upstreamModel,
 //                inputPerMtok, outputPerMtok }: use offerOf(candidate), which caches it
 //   decision   { tag: 'route', val: plan } | { tag: 'reject', val: rejection }

@@ -9,9 +9,11 @@ The request is a resource: read it with its methods (`req.tenant()`,
 `req.header("x-foo")`, `req.model()`, ...), only during `decide`. There is no
 `header(req, name)` helper any more; call `req.header(name)`.
 
-A candidate is `types.Candidate(id, state)`; its fixed facts (upstream name,
-jurisdiction, prices, ...) are the `types.Offer` that `offer_of(candidate)`
-returns, fetched from the host once per id and cached. Plans list candidate ids.
+A candidate is `types.Candidate(id, health)`; the rest of its live state
+(latency, load, error rate, cooldown, rate limits) is `req.live_state(id)`, read
+only when a rule needs it. Its fixed facts (upstream name, jurisdiction, prices,
+...) are the `types.Offer` that `offer_of(candidate)` returns, fetched from the
+host once per id and cached. Plans list candidate ids.
 """
 
 from typing import Dict, Iterable, Optional, Set, Union

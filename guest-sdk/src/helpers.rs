@@ -2,7 +2,7 @@
 //! plan and rejection builders.
 
 use crate::cache;
-use crate::{Candidate, Decision, Health, Offer, Plan, Rejection, Request, RetryOn};
+use crate::{Candidate, Decision, Health, LiveState, Offer, Plan, Rejection, Request, RetryOn};
 
 impl Candidate {
     /// The candidate's fixed facts: upstream name, provider, region,
@@ -16,7 +16,15 @@ impl Candidate {
     /// True when the upstream is usable now: health `healthy` or `degraded`
     /// (`cooling-down` and `unhealthy` are not).
     pub fn is_healthy(&self) -> bool {
-        matches!(self.state.health, Health::Healthy | Health::Degraded)
+        matches!(self.health, Health::Healthy | Health::Degraded)
+    }
+
+    /// The candidate's whole live state (latency, requests in flight, error
+    /// rate, cooldown, rate limits) for this call of `decide`. Asks the host on
+    /// every call: read it only in rules that use more than the health.
+    pub fn live_state(&self, req: &Request) -> LiveState {
+        req.live_state(self.id)
+            .expect("the host knows the live state of every candidate it passed")
     }
 }
 
@@ -117,21 +125,10 @@ impl Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{LiveState, ProviderKind};
+    use crate::ProviderKind;
 
     fn candidate(id: u32, health: Health) -> Candidate {
-        Candidate {
-            id,
-            state: LiveState {
-                health,
-                latency_ewma_ms: 0.0,
-                in_flight: 0,
-                error_rate: 0.0,
-                cooldown_remaining_ms: 0,
-                ratelimit_remaining_requests: None,
-                ratelimit_remaining_tokens: None,
-            },
-        }
+        Candidate { id, health }
     }
 
     fn offer() -> Offer {

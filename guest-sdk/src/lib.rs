@@ -10,13 +10,16 @@
 //! The request is a handle read through methods (`req.tenant()`,
 //! `req.header("x-data-residency")`, `req.input_tokens_estimate()`, …): each
 //! call asks the host, and strings are copied only when read. A [`Candidate`] is
-//! an id and its live state; [`Candidate::offer`] gives its fixed facts
+//! an id and its health; [`Candidate::live_state`] asks the host for the rest
+//! of its live state (latency, load, error rate, cooldown, rate limits), and
+//! [`Candidate::offer`] gives its fixed facts
 //! (upstream name, provider, region, jurisdiction, tags, prices), read from the
 //! host once per id and kept. [`host::config`] is cached the same way. So a warm
 //! call copies almost nothing into the policy.
 //!
 //! This crate re-exports the WIT types, wraps the host imports in [`host`], and adds
-//! a few helpers: [`Candidate::offer`], [`Candidate::is_healthy`], [`Tokens`],
+//! a few helpers: [`Candidate::offer`], [`Candidate::is_healthy`],
+//! [`Candidate::live_state`], [`Tokens`],
 //! [`Decision::route`] and [`Decision::reject`]. `RetryOn` is a `bitflags` type,
 //! so `RetryOn::all()`, `|` and `contains` work.
 //!

@@ -17,7 +17,7 @@ const TYPES: &str = r#"
     (field "ratelimit-remaining-requests" (option u64))
     (field "ratelimit-remaining-tokens" (option u64))))
   (export $live-state "live-state" (type $live-state'))
-  (type $candidate' (record (field "id" u32) (field "state" $live-state)))
+  (type $candidate' (record (field "id" u32) (field "health" $health)))
   (export $candidate "candidate" (type $candidate'))
   (type $retry-on' (flags "connect-error" "timeout" "rate-limited" "server-error"))
   (export $retry-on "retry-on" (type $retry-on'))

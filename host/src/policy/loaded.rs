@@ -204,13 +204,14 @@ impl Policy {
         let deadline = Instant::now() + self.settings.deadline;
         let _running = self.start_call(deadline).await?;
         let mut instance = self.checkout_for(catalog, deadline).await?;
-        instance.store.data_mut().set_request(Some(req.clone()));
+        instance.store.data_mut().set_call(req.clone(), candidates);
+        let wire: Vec<_> = candidates.iter().map(Candidate::wire).collect();
         let called = instance
             .exports
-            .call_decide(&mut instance.store, request::handle(), candidates)
+            .call_decide(&mut instance.store, request::handle(), &wire)
             .await
             .map_err(CallFailure::Wasm);
-        instance.store.data_mut().set_request(None);
+        instance.store.data_mut().end_call();
         let decision = match called {
             Ok(decision) => decision,
             Err(failure) => return Err(self.fail(instance, failure)),

@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use wasmtime::component::Resource;
 
-use super::bindings::switchyard::policy::types::{self, Header, Label};
+use super::bindings::switchyard::policy::types::{self, Header, Label, LiveState};
 use super::store::StoreState;
+use super::types::Candidate;
 
 /// A read-only view of one client request, built once by the gateway (or from
 /// JSON by `switchyard policy eval|test`) and shared by every stage of a chain.
@@ -79,9 +80,17 @@ impl StoreState {
         self.request.as_deref().unwrap_or(&NONE)
     }
 
-    /// Sets (or clears) the request the next `decide` call reads.
-    pub(crate) fn set_request(&mut self, request: Option<Arc<Request>>) {
-        self.request = request;
+    /// Sets the request and candidates the next `decide` call reads.
+    pub(crate) fn set_call(&mut self, request: Arc<Request>, candidates: &[Candidate]) {
+        self.request = Some(request);
+        self.candidates.clear();
+        self.candidates.extend_from_slice(candidates);
+    }
+
+    /// Forgets the finished call's request and candidates.
+    pub(crate) fn end_call(&mut self) {
+        self.request = None;
+        self.candidates.clear();
     }
 }
 
@@ -140,6 +149,10 @@ impl types::HostRequest for StoreState {
 
     fn labels(&mut self, _: Resource<RequestHandle>) -> Vec<Label> {
         self.current().labels.clone()
+    }
+
+    fn live_state(&mut self, _: Resource<RequestHandle>, id: u32) -> Option<LiveState> {
+        self.candidates.iter().find(|c| c.id == id).map(|c| c.state)
     }
 
     fn drop(&mut self, _: Resource<RequestHandle>) -> wasmtime::Result<()> {

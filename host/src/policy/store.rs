@@ -17,6 +17,7 @@ use super::counters::CounterStore;
 use super::limits::Limits;
 use super::request::Request;
 use super::stdio::OutputTail;
+use super::types::Candidate;
 
 /// Longest log line a guest may write, in bytes; longer ones are cut.
 pub const MAX_LOG_BYTES: usize = 1024;
@@ -34,6 +35,9 @@ pub struct StoreState {
     pub output: OutputTail,
     /// The request the running `decide` call reads through its handle.
     pub(super) request: Option<Arc<Request>>,
+    /// The candidates of the running `decide` call, whose live state the guest
+    /// may read through the request handle.
+    pub(super) candidates: Vec<Candidate>,
     /// The catalog this instance serves, fixed by its first `decide` call.
     pub(super) catalog: Option<Arc<Catalog>>,
     /// Set when the policy calls `ignore-outcomes`; shared by its instances.
@@ -61,6 +65,7 @@ impl StoreState {
             wasi: deny_by_default_wasi(&output),
             output,
             request: None,
+            candidates: Vec::new(),
             catalog: None,
             ignores_outcomes,
             table: ResourceTable::new(),
