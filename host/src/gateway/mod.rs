@@ -40,7 +40,7 @@ use crate::policy::{ChainOutcome, Policy, PolicyErrorKind, StageObserver};
 use crate::provider::Operation;
 use crate::snapshot::{Serving, Snapshot};
 
-/// Headers a policy never sees and an upstream never receives from the client.
+/// Headers a policy never sees (nor does an upstream: see `provider::wire`).
 const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "api-key", "cookie", "proxy-authorization"];
 
 /// The gateway's request handler: the current snapshot plus what outlives snapshots.
@@ -218,14 +218,13 @@ impl Gateway {
             ));
         }
 
-        let forward = forward_headers(&parts.headers);
         let executed = execute(Attempt {
             snapshot: &snapshot,
             targets: &targets,
             fallback,
             view: &view,
             operation,
-            headers: &forward,
+            headers: &parts.headers,
             request_id: &ctx.request_id,
             started: ctx.started,
             metrics: self.metrics(),
@@ -362,25 +361,6 @@ fn request_id(headers: &HeaderMap) -> String {
         .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
-}
-
-/// Client headers passed on to the upstream: everything but credentials, hop-by-hop
-/// headers and what the adapter sets itself.
-fn forward_headers(headers: &HeaderMap) -> HeaderMap {
-    let mut forward = HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        let skip = is_hop_by_hop(name)
-            || CREDENTIAL_HEADERS.contains(&name.as_str())
-            || matches!(
-                name.as_str(),
-                "host" | "content-length" | "accept-encoding" | "x-request-id" | "expect"
-            )
-            || name.as_str().starts_with("x-switchyard-");
-        if !skip {
-            forward.append(name, value.clone());
-        }
-    }
-    forward
 }
 
 fn policy_request(

@@ -62,8 +62,9 @@ pub struct UpstreamCall<'a> {
     pub body: Bytes,
     /// Whether the client asked for an SSE stream.
     pub streaming: bool,
-    /// Client headers to forward; the gateway already removed credentials and
-    /// hop-by-hop headers (the adapters drop them again regardless).
+    /// The client's headers as received. Adapters forward only what
+    /// `wire::build_request` lets through: never credentials, hop-by-hop
+    /// headers, AWS signing headers or the gateway's own.
     pub headers: &'a HeaderMap,
     /// The request id, sent as `x-request-id`.
     pub request_id: &'a str,

@@ -12,11 +12,13 @@ use super::secret::AuthHeader;
 use super::{UpstreamBody, UpstreamCall};
 use crate::upstream::BodyError;
 
-/// Client headers never sent upstream, whatever the gateway forwards: credentials,
-/// hop-by-hop headers, and headers the adapter sets itself.
-const NEVER_FORWARDED: [&str; 18] = [
+/// Client headers never sent upstream: credentials, hop-by-hop headers, headers
+/// the adapter sets itself, and `accept-encoding` (the gateway reads `usage` from
+/// the response body, so it must arrive uncompressed).
+const NEVER_FORWARDED: [&str; 20] = [
     "authorization",
     "proxy-authorization",
+    "proxy-authenticate",
     "api-key",
     "x-api-key",
     "cookie",
@@ -24,6 +26,7 @@ const NEVER_FORWARDED: [&str; 18] = [
     "content-length",
     "content-type",
     "accept",
+    "accept-encoding",
     "x-request-id",
     "connection",
     "keep-alive",
@@ -82,4 +85,56 @@ pub(crate) fn build_request(
 /// The upstream response with its body boxed and its errors classified.
 pub(crate) fn box_response(response: Response<Incoming>) -> Response<UpstreamBody> {
     response.map(|body| body.map_err(BodyError::from_hyper).boxed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::Operation;
+
+    #[test]
+    fn only_harmless_client_headers_go_upstream() {
+        let mut client = HeaderMap::new();
+        for (name, value) in [
+            ("authorization", "Bearer sk-client"),
+            ("api-key", "client-key"),
+            ("cookie", "session=1"),
+            ("proxy-authenticate", "Basic"),
+            ("accept-encoding", "gzip"),
+            ("connection", "keep-alive"),
+            ("host", "gateway.local"),
+            ("x-amz-date", "20260101T000000Z"),
+            ("x-switchyard-attempts", "9"),
+            ("x-request-id", "client-id"),
+            ("user-agent", "OpenAI/Python 1.54.0"),
+            ("x-stainless-lang", "python"),
+        ] {
+            client.append(name, HeaderValue::from_static(value));
+        }
+        let call = UpstreamCall {
+            operation: Operation::ChatCompletions,
+            upstream_model: "m",
+            body: Bytes::from_static(b"{}"),
+            streaming: true,
+            headers: &client,
+            request_id: "req-1",
+        };
+        let request = build_request(Uri::from_static("http://127.0.0.1/v1"), &call, None);
+        let mut sent: Vec<_> = request
+            .headers()
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
+            .collect();
+        sent.sort();
+        assert_eq!(
+            sent,
+            [
+                "accept: text/event-stream",
+                "content-type: application/json",
+                "user-agent: OpenAI/Python 1.54.0",
+                "x-request-id: req-1",
+                "x-stainless-lang: python",
+            ]
+        );
+    }
 }
