@@ -4,6 +4,7 @@
 //! request's outcome when the body ends (or the client goes away).
 
 use std::pin::Pin;
+use std::sync::LazyLock;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -211,8 +212,11 @@ pub fn usage_after_frames<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> Opt
 
 fn usage_in(bytes: &[u8]) -> Option<Usage> {
     const MARKER: &[u8] = b"\"usage\"";
+    // Built once: a searcher's set-up costs more than searching a short tail.
+    static FINDER: LazyLock<memchr::memmem::FinderRev<'static>> =
+        LazyLock::new(|| memchr::memmem::FinderRev::new(MARKER));
     let mut end = bytes.len();
-    while let Some(at) = memchr::memmem::rfind(&bytes[..end], MARKER) {
+    while let Some(at) = FINDER.rfind(&bytes[..end]) {
         let rest = bytes[at + MARKER.len()..].trim_ascii_start();
         if let Some(rest) = rest.strip_prefix(b":") {
             let mut values =
