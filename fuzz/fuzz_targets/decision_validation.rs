@@ -6,7 +6,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde::Deserialize;
-use switchyard::policy::types::{Candidate, Decision, Health, LiveState, Plan, Rejection, RetryOn};
+use switchyard::policy::json::LiveStateJson;
+use switchyard::policy::types::{Candidate, Decision, Plan, Rejection, RetryOn};
 use switchyard::policy::validate_decision;
 
 #[derive(Deserialize)]
@@ -19,22 +20,22 @@ struct Input {
 #[derive(Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum RawDecision {
-    Route { targets: Vec<u32>, reason: String },
-    Reject { status: u16, code: String, message: String },
+    Route {
+        targets: Vec<u32>,
+        reason: String,
+    },
+    Reject {
+        status: u16,
+        code: String,
+        message: String,
+    },
 }
 
 fn candidate(id: u32) -> Candidate {
+    // A healthy upstream with no history: the JSON shape's defaults.
     Candidate {
         id,
-        state: LiveState {
-            health: Health::Healthy,
-            latency_ewma_ms: 0.0,
-            in_flight: 0,
-            error_rate: 0.0,
-            cooldown_remaining_ms: 0,
-            ratelimit_remaining_requests: None,
-            ratelimit_remaining_tokens: None,
-        },
+        state: LiveStateJson::default().into(),
     }
 }
 

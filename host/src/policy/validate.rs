@@ -87,20 +87,13 @@ fn check_text(field: &str, text: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::types::{Health, LiveState, Plan, Rejection, RetryOn};
+    use crate::policy::json::LiveStateJson;
+    use crate::policy::types::{Plan, Rejection, RetryOn};
 
     fn candidate(id: u32) -> Candidate {
         Candidate {
             id,
-            state: LiveState {
-                health: Health::Healthy,
-                latency_ewma_ms: 0.0,
-                in_flight: 0,
-                error_rate: 0.0,
-                cooldown_remaining_ms: 0,
-                ratelimit_remaining_requests: None,
-                ratelimit_remaining_tokens: None,
-            },
+            state: LiveStateJson::default().into(),
         }
     }
 
