@@ -196,6 +196,31 @@ async fn an_infinite_loop_ends_at_its_deadline() {
     assert_mode_fails("loop", &[], PolicyErrorKind::Deadline).await;
 }
 
+/// The epoch ticker parks while no policy runs; the first call after a quiet
+/// spell must wake it, or a loop would never be stopped.
+#[tokio::test]
+async fn an_infinite_loop_after_a_quiet_spell_ends_at_its_deadline() {
+    let engine = engine();
+    let policy = load(
+        &engine,
+        "hostile",
+        HOSTILE,
+        settings(),
+        config(&[("mode", "loop")]),
+    );
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        let err = policy
+            .decide(&request(), &catalog(), &candidates())
+            .await
+            .expect_err("the loop must be stopped");
+        assert_eq!(err.kind, PolicyErrorKind::Deadline, "{err}");
+        let elapsed = started.elapsed();
+        assert!(elapsed < settings().deadline + MARGIN, "took {elapsed:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_busy_wait_past_the_deadline_is_a_deadline_error() {
     assert_mode_fails("slow", &[("ms", "500")], PolicyErrorKind::Deadline).await;

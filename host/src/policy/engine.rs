@@ -3,9 +3,7 @@
 //! counters, and loading (compile, cache, type-check) of policies.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -21,10 +19,7 @@ use super::limits::MAX_TABLE_ELEMENTS;
 use super::loaded::{LoadInfo, Policy};
 use super::settings::PolicySpec;
 use super::store::StoreState;
-
-/// How often the epoch advances: the granularity of deadlines and of yields to
-/// the async runtime while a policy runs.
-pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+use super::ticker::{EpochTicker, Ticking};
 
 /// The contract version policies are built against (the WIT package).
 pub const CONTRACT_VERSION: &str = "switchyard:policy@0.1.0";
@@ -46,7 +41,7 @@ struct EngineInner {
     cache: Option<ArtifactCache>,
     counters: Arc<dyn CounterStore>,
     max_memory_bytes: u64,
-    _ticker: EpochTicker,
+    ticker: EpochTicker,
 }
 
 impl PolicyEngine {
@@ -111,7 +106,7 @@ impl PolicyEngine {
                 cache,
                 counters,
                 max_memory_bytes,
-                _ticker: ticker,
+                ticker,
             }),
         })
     }
@@ -124,6 +119,12 @@ impl PolicyEngine {
     /// The wasmtime engine.
     pub fn wasmtime(&self) -> &Engine {
         &self.inner.engine
+    }
+
+    /// Keeps the epoch advancing (so deadlines fire) while the guard lives;
+    /// held across every call into guest code.
+    pub(super) fn ticking(&self) -> Ticking<'_> {
+        self.inner.ticker.ticking()
     }
 
     /// The on-disk cache, if enabled.
@@ -214,41 +215,6 @@ fn check_component_bytes(bytes: &[u8]) -> Result<(), LoadError> {
     Err(LoadError::NotAComponent(
         "the file does not start with the WebAssembly magic bytes (\\0asm)".to_owned(),
     ))
-}
-
-/// Advances the engine's epoch every [`EPOCH_TICK`] on a thread of its own.
-struct EpochTicker {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl EpochTicker {
-    fn start(engine: Engine) -> EpochTicker {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("switchyard-epoch".to_owned())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
-                }
-            })
-            .expect("spawning the epoch ticker thread");
-        EpochTicker {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 #[cfg(test)]

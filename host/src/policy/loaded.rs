@@ -203,6 +203,7 @@ impl Policy {
     ) -> Result<(Decision, Vec<usize>), PolicyError> {
         let deadline = Instant::now() + self.settings.deadline;
         let _running = self.start_call(deadline).await?;
+        let _ticking = self.compiled.engine.ticking();
         let mut instance = self.checkout_for(catalog, deadline).await?;
         instance.store.data_mut().set_call(req.clone(), candidates);
         let wire: Vec<_> = candidates.iter().map(Candidate::wire).collect();
@@ -243,6 +244,7 @@ impl Policy {
             return Ok(());
         }
         let deadline = Instant::now() + self.settings.deadline;
+        let _ticking = self.compiled.engine.ticking();
         let mut instance = self.checkout(deadline).await?;
         let called = instance
             .exports
