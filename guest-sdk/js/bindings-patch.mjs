@@ -24,6 +24,16 @@
 //   three calls; where the read goes through the one DataView it becomes
 //   `dv.getBigUint64(at, true)`, the same value in one call (3 per candidate).
 //
+// - Each export awaited the policy's result (`ret = await decide(...)`), so
+//   even a plain synchronous `decide` paid for a promise and a trip through
+//   the job queue on every call. Here the result is awaited only when it is a
+//   promise (an `async` policy function still works, as before).
+// - The `request` handle a `decide` call is given was registered with a
+//   FinalizationRegistry on every call, and unregistered again in every method
+//   call on it. A policy only ever borrows a request, for one call, and the
+//   wrapper ends that borrow itself when the call returns, so a finalizer has
+//   nothing left to drop: the registrations are removed.
+//
 // It also drops the `_debugLog(...)` calls (each built an object and looked up
 // `globalThis.process`, which does not exist in the component).
 //
@@ -149,6 +159,7 @@ function patchExports(lines) {
       lines[j] = patched.text;
       count += patched.count;
     }
+    awaitOnlyPromises(lines, end);
     if (count > 0) {
       lines.splice(i + 1, 0, `  const __dvIn = ${READ};`);
       wrappers++;
@@ -156,6 +167,36 @@ function patchExports(lines) {
   }
   return wrappers;
 }
+
+/** An export wrapper's call of the policy: `ret = await name(`, with its indent. */
+const EXPORT_CALL = /^([ \t]*)ret = await ([\w$]+\()/;
+
+/**
+ * Rewrites the export wrapper's `ret = await f(...);` at `lines[at]` (the
+ * arguments may span lines) so that it awaits only a promise: a synchronous
+ * policy's decision is used as it is returned.
+ */
+function awaitOnlyPromises(lines, at) {
+  const call = EXPORT_CALL.exec(lines[at]);
+  if (!call) {
+    throw new Error(`bindings patch: unexpected export call \`${lines[at].trim()}\``);
+  }
+  const indent = call[1];
+  lines[at] = lines[at].replace(EXPORT_CALL, `${indent}ret = ${call[2]}`);
+  let end = at;
+  // The statement ends on its first line (`f(a, b);`) or on a line at its
+  // indent that closes it (`});` after an object argument).
+  while (!lines[end].endsWith(');') || (end > at && lines[end] !== `${indent}});`)) {
+    end++;
+    if (end === lines.length || end > at + 64) {
+      throw new Error(`bindings patch: no end for \`${lines[at].trim()}\``);
+    }
+  }
+  lines.splice(end + 1, 0, `${indent}if (typeof ret?.then === 'function') ret = await ret;`);
+}
+
+/** The registry calls for the borrowed `request` handle (whole lines). */
+const REQUEST_FINALIZATION = /^[ \t]*finalizationRegistry_[\w$]*\$request\.(register|unregister)\(.*\);\n/gm;
 
 /** The patched glue. Throws when the generated text does not have the expected shape. */
 export function patchBindings(source) {
@@ -180,6 +221,13 @@ export function patchBindings(source) {
   if (before < 2 || out.split('_debugLog(').length - 1 !== 0) {
     fail('`_debugLog(...)` calls are not of the expected form');
   }
+
+  const registrations = out.match(REQUEST_FINALIZATION) ?? [];
+  const registers = registrations.filter((line) => line.includes('.register(')).length;
+  if (registers !== 1 || registrations.length < 2) {
+    fail(`expected 1 FinalizationRegistry registration of the request handle, found ${registers}`);
+  }
+  out = out.replace(REQUEST_FINALIZATION, '');
 
   const lines = out.split('\n');
   const imports = patchImports(lines);
