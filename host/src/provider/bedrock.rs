@@ -20,7 +20,7 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Request, Response};
 use http_body_util::Full;
 
-use super::endpoint::Endpoint;
+use super::endpoint::{Endpoint, OperationUrls};
 use super::secret::{AuthHeader, Secret};
 use super::{
     ProviderConfigError, UpstreamBody, UpstreamCall, auth_name, client_for, key_variable, wire,
@@ -44,6 +44,8 @@ const SECURITY_TOKEN: HeaderName = HeaderName::from_static("x-amz-security-token
 pub struct BedrockAdapter {
     client: UpstreamClient,
     endpoint: Endpoint,
+    /// The URL of each operation, built once.
+    urls: OperationUrls,
     auth: BedrockAuth,
 }
 
@@ -140,6 +142,7 @@ impl BedrockAdapter {
         };
         Ok(BedrockAdapter {
             client: client_for(&endpoint, options)?,
+            urls: OperationUrls::new(&endpoint, "/openai/v1/")?,
             endpoint,
             auth,
         })
@@ -154,9 +157,7 @@ impl BedrockAdapter {
         &self,
         call: UpstreamCall<'_>,
     ) -> Result<Response<UpstreamBody>, AttemptError> {
-        let uri = self
-            .endpoint
-            .url(&format!("/openai/v1/{}", call.operation.path()))?;
+        let uri = self.urls.get(call.operation);
         let request = match &self.auth {
             BedrockAuth::None => wire::build_request(uri, &call, None),
             BedrockAuth::Bearer(header) => wire::build_request(uri, &call, Some(header)),

@@ -3,7 +3,7 @@
 
 use http::Uri;
 
-use super::ProviderConfigError;
+use super::{Operation, ProviderConfigError};
 use crate::upstream::AttemptError;
 
 /// A validated upstream base URL.
@@ -90,6 +90,43 @@ impl Endpoint {
     }
 }
 
+/// The full URL of each [`Operation`] below one fixed prefix (e.g. `/v1/`),
+/// built once when the adapter is made: a request clones one instead of
+/// formatting and parsing its URL again.
+#[derive(Debug, Clone)]
+pub(crate) struct OperationUrls {
+    chat_completions: Uri,
+    embeddings: Uri,
+}
+
+impl OperationUrls {
+    /// The URLs of `endpoint` + `prefix` + each operation's path.
+    pub(crate) fn new(
+        endpoint: &Endpoint,
+        prefix: &str,
+    ) -> Result<OperationUrls, ProviderConfigError> {
+        let url = |operation: Operation| {
+            endpoint
+                .url(&format!("{prefix}{}", operation.path()))
+                .map_err(|_| ProviderConfigError::InvalidEndpoint {
+                    reason: "the upstream path is not a valid URL".to_string(),
+                })
+        };
+        Ok(OperationUrls {
+            chat_completions: url(Operation::ChatCompletions)?,
+            embeddings: url(Operation::Embeddings)?,
+        })
+    }
+
+    /// The URL of `operation`.
+    pub(crate) fn get(&self, operation: Operation) -> Uri {
+        match operation {
+            Operation::ChatCompletions => self.chat_completions.clone(),
+            Operation::Embeddings => self.embeddings.clone(),
+        }
+    }
+}
+
 /// Percent-encodes a value for one URL path segment or query value: everything
 /// but RFC 3986 unreserved characters, so a `/`, `?` or `#` can never change the URL.
 pub(crate) fn encode_component(value: &str) -> String {
@@ -124,6 +161,20 @@ mod tests {
         assert_eq!(e.host(), "api.example.com", "default port dropped");
         let e = Endpoint::parse("http://[::1]:9000").unwrap();
         assert_eq!(e.url("/a").unwrap(), "http://[::1]:9000/a");
+    }
+
+    #[test]
+    fn operation_urls_join_the_prefix() {
+        let e = Endpoint::parse("http://127.0.0.1:8081/base/").unwrap();
+        let urls = OperationUrls::new(&e, "/openai/v1/").unwrap();
+        assert_eq!(
+            urls.get(Operation::ChatCompletions),
+            "http://127.0.0.1:8081/base/openai/v1/chat/completions"
+        );
+        assert_eq!(
+            urls.get(Operation::Embeddings),
+            "http://127.0.0.1:8081/base/openai/v1/embeddings"
+        );
     }
 
     #[test]

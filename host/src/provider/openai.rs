@@ -4,7 +4,7 @@
 
 use http::Response;
 
-use super::endpoint::Endpoint;
+use super::endpoint::{Endpoint, OperationUrls};
 use super::secret::{AuthHeader, Secret};
 use super::{
     ProviderConfigError, UpstreamBody, UpstreamCall, auth_name, client_for, key_variable, wire,
@@ -20,6 +20,8 @@ pub const DEFAULT_BASE_URL: &str = "https://api.openai.com";
 pub struct OpenAiAdapter {
     client: UpstreamClient,
     endpoint: Endpoint,
+    /// The URL of each operation, built once.
+    urls: OperationUrls,
     auth: Option<AuthHeader>,
 }
 
@@ -50,6 +52,7 @@ impl OpenAiAdapter {
         };
         Ok(OpenAiAdapter {
             client: client_for(&endpoint, options)?,
+            urls: OperationUrls::new(&endpoint, "/v1/")?,
             endpoint,
             auth,
         })
@@ -64,9 +67,7 @@ impl OpenAiAdapter {
         &self,
         call: UpstreamCall<'_>,
     ) -> Result<Response<UpstreamBody>, AttemptError> {
-        let uri = self
-            .endpoint
-            .url(&format!("/v1/{}", call.operation.path()))?;
+        let uri = self.urls.get(call.operation);
         let request = wire::build_request(uri, &call, self.auth.as_ref());
         Ok(wire::box_response(self.client.send(request).await?))
     }
