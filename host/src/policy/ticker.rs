@@ -25,7 +25,7 @@ use wasmtime::Engine;
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Ticks in a row with no guest code running before the ticker parks.
-pub const QUIET_TICKS: u32 = 10;
+const QUIET_TICKS: u32 = 10;
 
 /// The ticker thread and the state it shares with the calls.
 pub(super) struct EpochTicker {
