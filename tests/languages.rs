@@ -133,6 +133,51 @@ fn every_language_passes_the_shared_compliance_cases() {
     }
 }
 
+/// The `compliance` rule as an `async decide` that awaits before it reads the
+/// request (tests/fixtures/js/compliance-async.js): the JS glue's path for a
+/// promise result, which keeps the request borrowed across the await. Built
+/// into the guests folder by `.ci/run`; locally skipped when absent.
+#[test]
+fn an_async_js_decide_passes_the_shared_compliance_cases() {
+    let Some(guests) = guests_dir() else { return };
+    let wasm = guests.join("compliance-async-js.wasm");
+    if !wasm.is_file() {
+        let how = format!(
+            "missing {}; build it with `node guest-sdk/js/componentize.mjs policies/compliance-js \
+             tests/fixtures/js/compliance-async.js wit {}` after `policies/build.sh {} js`",
+            wasm.display(),
+            wasm.display(),
+            guests.display()
+        );
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{how} (.ci/run does this)"
+        );
+        eprintln!("skipped: {how}");
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["policy", "test"])
+        .arg(&wasm)
+        .arg(repo_root().join("policies/compliance/cases.json"))
+        .env("XDG_CACHE_HOME", cache_home())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running switchyard policy test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "async JS: policy test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(last.ends_with(" passed, 0 failed"), "async JS:\n{stdout}");
+    assert!(
+        stdout.lines().filter(|l| l.starts_with("ok   ")).count() >= 8,
+        "async JS:\n{stdout}"
+    );
+}
+
 /// A gateway with one route per language (picked by the `x-policy-language`
 /// header), each through that language's compliance policy; an EU and a US
 /// upstream both serve `gpt-4o`, only the US one serves `gpt-4o-mini`.
