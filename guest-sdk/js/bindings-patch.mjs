@@ -24,10 +24,29 @@
 //   three calls; where the read goes through the one DataView it becomes
 //   `dv.getBigUint64(at, true)`, the same value in one call (3 per candidate).
 //
-// - Each export awaited the policy's result (`ret = await decide(...)`), so
-//   even a plain synchronous `decide` paid for a promise and a trip through
-//   the job queue on every call. Here the result is awaited only when it is a
-//   promise (an `async` policy function still works, as before).
+// - Each export was an `async function` that awaited the policy's result
+//   (`ret = await decide(...)`), so even a plain synchronous `decide` paid for
+//   a generator, a promise and a trip through the job queue on every call.
+//   Here the export is a plain function: a synchronous result is lowered at
+//   once, and the export returns one promise, settled once at start-up (the
+//   embedding only needs a fulfilled promise back). A promise result, from an
+//   `async` policy function, goes to an async continuation that awaits it,
+//   then ends the borrows and lowers it, as before (tests/fixtures/js/
+//   compliance-async.js checks that path). Writes to the return area, and
+//   reads of a parameter block, go through the DataView made when the export
+//   starts (that memory was allocated before the call), and the borrows are
+//   ended by an indexed loop rather than `for...of` (an iterator per call).
+// - The glue is wrapped in a function. At the top level of the initializer
+//   script each reference to its own declarations (`$memory`, `dataView`,
+//   `symbolRscHandle`, the import functions) was a global lookup by name on
+//   every use; in a function scope they are slots the bytecode addresses
+//   directly. `bindExports` and the exports are put on the global, where the
+//   embedding finds them.
+// - Each method of the `request` resource defined a `helper` closure and
+//   called it; the body is inlined into the method. And a lifted handle was
+//   attached with `Object.defineProperty` (a descriptor object per call); it
+//   is now a plain assignment (the property is enumerable, which nothing
+//   reads: it is keyed by a private symbol).
 // - The `request` handle a `decide` call is given was registered with a
 //   FinalizationRegistry on every call, and unregistered again in every method
 //   call on it. A policy only ever borrows a request, for one call, and the
@@ -138,7 +157,8 @@ function patchImports(lines) {
  * Export wrappers: everything before the line that calls the policy
  * (`ret = await ...`) lifts the arguments, reading memory the host filled in
  * before the call, and allocates none: one DataView, made at the start, serves.
- * The lowering after the call allocates, so it is left as it is.
+ * The lowering after the call allocates, so it keeps its own reads. Then each
+ * wrapper is made synchronous (`syncExport`).
  */
 function patchExports(lines) {
   let wrappers = 0;
@@ -159,11 +179,12 @@ function patchExports(lines) {
       lines[j] = patched.text;
       count += patched.count;
     }
-    awaitOnlyPromises(lines, end);
     if (count > 0) {
       lines.splice(i + 1, 0, `  const __dvIn = ${READ};`);
+      end++;
       wrappers++;
     }
+    i += syncExport(lines, i, end) - 1;
   }
   return wrappers;
 }
@@ -171,32 +192,189 @@ function patchExports(lines) {
 /** An export wrapper's call of the policy: `ret = await name(`, with its indent. */
 const EXPORT_CALL = /^([ \t]*)ret = await ([\w$]+\()/;
 
+/** An export wrapper's first line, with its name and parameters. */
+const EXPORT_HEADER = /^async function (export_[\w$]+)\((.*)\) \{$/;
+
+/** The line that takes the borrows made while lifting: `const borrowsN = curResourceBorrows;`. */
+const TAKE_BORROWS = /^ {2}const (borrows\d+) = curResourceBorrows;$/;
+
+/** A read or write of guest memory at a parameter plus an offset: `dataView($memory).setInt8(arg3 + `. */
+const ARG_ACCESS = /dataView\(\$memory\)\.((?:get|set)\w+)\((arg\d+) \+ /g;
+
+/** The loop that ends the borrows: `for (const entry of borrowsN) {`, with its indent. */
+const BORROWS_LOOP = /^([ \t]*)for \(const entry of (borrows\d+)\) \{$/;
+
 /**
- * Rewrites the export wrapper's `ret = await f(...);` at `lines[at]` (the
- * arguments may span lines) so that it awaits only a promise: a synchronous
- * policy's decision is used as it is returned.
+ * Rewrites the export wrapper that starts at `lines[start]` and calls the
+ * policy at `lines[at]` (`ret = await f(...);`, the arguments may span lines)
+ * into a plain function. A synchronous policy's result is lowered at once and
+ * the wrapper returns the one settled promise `__DONE`; only a promise result
+ * goes through `export_*$settle`, an async function that awaits it, then ends
+ * the borrows (still held while the policy runs) and lowers the result, as the
+ * generated wrapper did. Returns the number of lines the wrapper now spans.
  */
-function awaitOnlyPromises(lines, at) {
+function syncExport(lines, start, at) {
+  const header = EXPORT_HEADER.exec(lines[start]);
   const call = EXPORT_CALL.exec(lines[at]);
-  if (!call) {
-    throw new Error(`bindings patch: unexpected export call \`${lines[at].trim()}\``);
+  if (!header || !call) {
+    throw new Error(`bindings patch: unexpected export wrapper \`${lines[start]}\``);
   }
+  const [, name, params] = header;
   const indent = call[1];
   lines[at] = lines[at].replace(EXPORT_CALL, `${indent}ret = ${call[2]}`);
-  let end = at;
+  let callEnd = at;
   // The statement ends on its first line (`f(a, b);`) or on a line at its
   // indent that closes it (`});` after an object argument).
-  while (!lines[end].endsWith(');') || (end > at && lines[end] !== `${indent}});`)) {
-    end++;
-    if (end === lines.length || end > at + 64) {
+  while (!lines[callEnd].endsWith(');') || (callEnd > at && lines[callEnd] !== `${indent}});`)) {
+    callEnd++;
+    if (callEnd === lines.length || callEnd > at + 64) {
       throw new Error(`bindings patch: no end for \`${lines[at].trim()}\``);
     }
   }
-  lines.splice(end + 1, 0, `${indent}if (typeof ret?.then === 'function') ret = await ret;`);
+  const end = lines.indexOf('}', callEnd);
+  const shape = (what) => new Error(`bindings patch: ${name}: ${what}`);
+  if (end < 0 || lines[end - 1] !== '  return;') {
+    throw shape('the wrapper does not end with `return;`');
+  }
+
+  // With borrowed handles, the call sits in `try { ... } finally { <release> }`.
+  let release = null;
+  let borrows = null;
+  let tail = callEnd + 1;
+  if (lines[callEnd + 1] === '  } finally {') {
+    if (lines[at - 1] !== '  try {' || !TAKE_BORROWS.test(lines[at - 3])) {
+      throw shape('unexpected lines around the borrows');
+    }
+    borrows = TAKE_BORROWS.exec(lines[at - 3])[1];
+    const close = lines.indexOf('  }', callEnd + 2);
+    if (close < 0 || close > end) {
+      throw shape('no end for the `finally` block');
+    }
+    release = lines.slice(callEnd + 2, close);
+    tail = close + 1;
+  }
+  const paramNames = new Set(params.split(', '));
+  let argReads = 0;
+  const throughArgView = (line) =>
+    line.replace(ARG_ACCESS, (whole, method, arg) => {
+      if (!paramNames.has(arg)) {
+        return whole;
+      }
+      argReads++;
+      return `__dvIn.${method}(${arg} + `;
+    });
+  const lower = lines.slice(tail, end - 1).map(throughArgView);
+  if (lower.some((line) => /\breturn\b/.test(line))) {
+    throw shape('the lowering returns early');
+  }
+
+  const callLines = lines.slice(at, callEnd + 1).map(throughArgView);
+  if (release) {
+    release = release.map((line) => {
+      const loop = BORROWS_LOOP.exec(line);
+      if (!loop) {
+        return line;
+      }
+      const [, indent, list] = loop;
+      return `${indent}for (let __i = 0; __i < ${list}.length; __i++) {\n${indent}  const entry = ${list}[__i];`;
+    });
+    if (!release.some((line) => line.includes('const entry = '))) {
+      throw shape('no `for (const entry of borrowsN)` loop ending the borrows');
+    }
+  }
+  const settleArgs = [borrows, params].filter(Boolean).join(', ');
+  const settle = `return ${name}$settle(ret, ${settleArgs});`;
+  const isPromise = "typeof ret?.then === 'function'";
+  const wrapper = [`function ${name}(${params}) {`, ...lines.slice(start + 1, at)];
+  const settler = [`async function ${name}$settle(ret, ${settleArgs}) {`];
+  if (release) {
+    wrapper.splice(wrapper.length - 1, 0, '  let __pending = false;');
+    wrapper.push(
+      ...callLines,
+      `    if (${isPromise}) {`,
+      '      __pending = true;',
+      `      ${settle}`,
+      '    }',
+      '  } finally {',
+      '    if (!__pending) {',
+      ...release,
+      '    }',
+      '  }',
+    );
+    settler.push('  try {', '    ret = await ret;', '  } finally {', ...release, '  }');
+  } else {
+    wrapper.push(...callLines, `  if (${isPromise}) ${settle}`);
+    settler.push('  ret = await ret;');
+  }
+  if (argReads > 0) {
+    // The memory at a parameter (the arguments, the return area) was allocated
+    // before the call: a DataView made when the wrapper starts covers it.
+    if (!wrapper.includes(`  const __dvIn = ${READ};`)) {
+      wrapper.splice(1, 0, `  const __dvIn = ${READ};`);
+    }
+    if (lower.some((line) => line.includes('__dvIn.'))) {
+      settler.push(`  const __dvIn = ${READ};`);
+    }
+  }
+  wrapper.push(...lower, '  return __DONE;', '}');
+  settler.push(...lower, '}');
+  const replacement = [...wrapper, '', ...settler];
+  lines.splice(start, end - start + 1, ...replacement);
+  return replacement.length;
 }
 
 /** The registry calls for the borrowed `request` handle (whole lines). */
 const REQUEST_FINALIZATION = /^[ \t]*finalizationRegistry_[\w$]*\$request\.(register|unregister)\(.*\);\n/gm;
+
+/** Giving a lifted resource its handle: a property definition, with a descriptor object per call. */
+const DEFINE_HANDLE =
+  /Object\.defineProperty\((rsc\d+), symbolRscHandle, \{ writable: true, value: (handle\d+)\}\);/g;
+
+/**
+ * A resource method that wraps its body in a closure and calls it:
+ * `m(a) {` / `function helper(arg0, arg1) {` / body / `}` / `return helper(this, a);` / `}`.
+ */
+const METHOD_HELPER =
+  /^( {2})([\w$]+)\((.*)\) \{\n {4}function helper\((.*)\) \{\n([\s\S]*?)\n {4}\}\n {4}return helper\((.*)\);\n {2}\}$/gm;
+
+/**
+ * Inlines each resource method's `helper` closure: the method takes the
+ * helper's parameters after the first, and names `this` as the first. Returns
+ * the new text and how many methods were rewritten.
+ */
+function inlineMethodHelpers(text) {
+  let count = 0;
+  const out = text.replace(METHOD_HELPER, (whole, indent, method, params, helperParams, body, args) => {
+    const [self, ...rest] = helperParams.split(', ');
+    const expected = ['this', ...(params ? params.split(', ') : [])].join(', ');
+    if (args !== expected || /\b(this|arguments)\b/.test(body) || rest.length !== (params ? params.split(', ').length : 0)) {
+      return whole;
+    }
+    count++;
+    return `${indent}${method}(${rest.join(', ')}) {\n    const ${self} = this;\n${body}\n${indent}}`;
+  });
+  return { text: out, count };
+}
+
+/**
+ * Wraps the glue in a function scope. At the top level of the initializer
+ * script, every reference to the glue's own declarations (`$memory`,
+ * `dataView`, `symbolRscHandle`, ...) is a global name lookup, which the
+ * interpreter does by name on each use; inside a function they are slots in
+ * an environment the bytecode addresses directly. The embedding finds
+ * `bindExports` and the export wrappers on the global, so they are put there.
+ */
+function closeOver(text, names) {
+  return [
+    '(() => {',
+    '/** What a synchronous export returns: one settled promise, made once. */',
+    'const __DONE = Promise.resolve();',
+    text,
+    `Object.assign(globalThis, { ${names.join(', ')} });`,
+    '})();',
+    '',
+  ].join('\n');
+}
 
 /** The patched glue. Throws when the generated text does not have the expected shape. */
 export function patchBindings(source) {
@@ -229,11 +407,36 @@ export function patchBindings(source) {
   }
   out = out.replace(REQUEST_FINALIZATION, '');
 
+  for (const name of ['__DONE', '__pending', '$settle']) {
+    if (out.includes(name)) {
+      fail(`the glue already uses the name \`${name}\``);
+    }
+  }
+  const handles = out.match(DEFINE_HANDLE)?.length ?? 0;
+  if (handles === 0) {
+    fail('no `Object.defineProperty(rscN, symbolRscHandle, ...)` for a lifted handle');
+  }
+  out = out.replace(DEFINE_HANDLE, '$1[symbolRscHandle] = $2;');
+
+  const methods = (out.match(/^ {4}function helper\(/gm) ?? []).length;
+  const inlined = inlineMethodHelpers(out);
+  if (inlined.count === 0 || inlined.count !== methods) {
+    fail(`inlined ${inlined.count} of ${methods} resource methods' \`helper\` closures`);
+  }
+  out = inlined.text;
+
   const lines = out.split('\n');
+  const wrappers = lines.filter((line) => EXPORT_START.test(line)).length;
   const imports = patchImports(lines);
   const exports = patchExports(lines);
   if (imports === 0 || exports === 0) {
     fail(`found ${imports} import and ${exports} export wrappers reading guest memory`);
   }
-  return lines.join('\n').replace(U64_READ, '$1.getBigUint64($2, true)');
+  out = lines.join('\n').replace(U64_READ, '$1.getBigUint64($2, true)');
+
+  const globals = [...out.matchAll(/^function (export_[\w$]+)\(/gm)].map((m) => m[1]);
+  if (!/^ *function bindExports\(/m.test(out) || globals.length !== wrappers) {
+    fail(`expected \`bindExports\` and ${wrappers} export wrappers at the top level`);
+  }
+  return closeOver(out, ['bindExports', ...globals]);
 }
