@@ -5,7 +5,7 @@
 // inline caches), and the glue that moves values across the component boundary
 // is plain JavaScript run by it. Measured with `decide` for 8 candidates (see
 // guest-sdk/docs/js.md, "Call cost"), most of a warm call was that glue, and
-// most of the glue was two patterns:
+// most of the glue was the patterns below:
 //
 // - Every read or write of guest memory is `dataView($memory).getX(...)`: a
 //   function call plus two native getters (`dv.buffer`, and `$memory.buffer`,
@@ -46,7 +46,7 @@
 //   called it; the body is inlined into the method. And a lifted handle was
 //   attached with `Object.defineProperty` (a descriptor object per call); it
 //   is now a plain assignment (the property is enumerable, which nothing
-//   reads: it is keyed by a private symbol).
+//   observes: its key is a symbol only the glue holds).
 // - The `request` handle a `decide` call is given was registered with a
 //   FinalizationRegistry on every call, and unregistered again in every method
 //   call on it. A policy only ever borrows a request, for one call, and the
