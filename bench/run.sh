@@ -12,7 +12,8 @@
 #   BENCH_ROUNDS=3         rounds; each round runs every system once, in turn (A B C D A B …)
 #   BENCH_CONNS=64         wrk connections
 #   BENCH_LAT_CONNS=64     oha connections (more are used for the 20 ms upstream)
-#   BENCH_SYSTEMS="direct nginx switchyard litellm"
+#   BENCH_SYSTEMS="direct nginx switchyard litellm"  (added latency needs direct)
+#   SWITCHYARD_ROUTE_POLICIES='["compliance", "cost"]'  Switchyard's chain; '[]' for none
 #   BENCH_SLOW=1           also measure latency through the 20 ms-delay upstream
 #   BENCH_PIN=1            pin gateway / load generator to different CPUs (see README)
 #   BENCH_NO_BUILD=1       skip cargo build and the policy build
@@ -104,7 +105,10 @@ main() {
     : >"$RESULTS"
     local started cmd
     started=$(date -u +%Y-%m-%dT%H:%MZ)
-    cmd="BENCH_DURATION=$DURATION BENCH_LAT_DURATION=$LAT_DURATION BENCH_ROUNDS=$ROUNDS BENCH_CONNS=$CONNS BENCH_PIN=$PIN bench/run.sh"
+    cmd="BENCH_DURATION=$DURATION BENCH_LAT_DURATION=$LAT_DURATION BENCH_ROUNDS=$ROUNDS BENCH_CONNS=$CONNS BENCH_PIN=$PIN"
+    [ -n "${BENCH_SYSTEMS:-}" ] && cmd+=" BENCH_SYSTEMS='$BENCH_SYSTEMS'"
+    [ -n "${SWITCHYARD_ROUTE_POLICIES:-}" ] && cmd+=" SWITCHYARD_ROUTE_POLICIES='$SWITCHYARD_ROUTE_POLICIES'"
+    cmd+=" bench/run.sh"
 
     start_upstream
     has nginx && start_nginx_proxy

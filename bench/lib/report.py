@@ -9,15 +9,22 @@ Each line of RESULTS is one run: {"phase": "throughput"|"latency", "system", "ro
 """
 
 import json
+import os
 import statistics
 import sys
 from collections import defaultdict
 
 ORDER = ["direct", "nginx", "switchyard", "litellm"]
+def switchyard_label():
+    """Switchyard's row name, with the policy chain run.sh configured (SWITCHYARD_ROUTE_POLICIES)."""
+    chain = json.loads(os.environ.get("SWITCHYARD_ROUTE_POLICIES") or '["compliance", "cost"]')
+    return f"Switchyard (WASM chain: {', '.join(chain)})" if chain else "Switchyard (no policies)"
+
+
 LABEL = {
     "direct": "direct (client → upstream)",
     "nginx": "nginx `proxy_pass` (keepalive)",
-    "switchyard": "Switchyard (WASM chain: compliance, cost)",
+    "switchyard": switchyard_label(),
     "litellm": "LiteLLM proxy",
 }
 
@@ -122,7 +129,9 @@ def latency(rows, out, targets, upstream):
             )
         if upstream != "fast":
             continue
-        if "switchyard" in added and "nginx" in added and "nginx max" in why:
+        # Added latency needs `direct` in the same rounds (BENCH_SYSTEMS may leave it out).
+        if "switchyard" in added and "nginx" in added and "nginx max" in why \
+                and None not in (added["switchyard"][1], added["nginx"][1]):
             sy, ng = added["switchyard"][1], added["nginx"][1]
             targets.append((
                 f"Added p99 ≤ nginx's added p99 + 100 µs at {rate:,} req/s",
