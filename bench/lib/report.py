@@ -15,6 +15,8 @@ import sys
 from collections import defaultdict
 
 ORDER = ["direct", "nginx", "switchyard", "litellm"]
+
+
 def switchyard_label():
     """Switchyard's row name, with the policy chain run.sh configured (SWITCHYARD_ROUTE_POLICIES)."""
     chain = json.loads(os.environ.get("SWITCHYARD_ROUTE_POLICIES") or '["compliance", "cost"]')
