@@ -203,3 +203,121 @@ async fn connections_are_pooled_and_any_status_is_returned() {
     Call::chat("m").fetch(&clone).await;
     assert_eq!(upstream.connections(), 1);
 }
+
+/// A raw upstream that counts its connections and answers each request on
+/// them with `reply`; with `close_after_reply` it hangs up after the first.
+async fn counting_server(
+    reply: &'static [u8],
+    close_after_reply: bool,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let connections = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let addr = raw_server(move |mut stream| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            loop {
+                if read_request(&mut stream).await.is_empty() {
+                    return;
+                }
+                write(&mut stream, reply).await;
+                if close_after_reply {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    (addr, connections)
+}
+
+const SMALL_OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+#[tokio::test]
+async fn a_connection_closed_while_idle_is_not_reused() {
+    use std::sync::atomic::Ordering;
+    // Answers without `connection: close`, then hangs up anyway.
+    let (addr, connections) = counting_server(SMALL_OK, true).await;
+    let client = UpstreamClient::new(ClientOptions::default());
+    for round in 1..=3 {
+        let response = client
+            .send(post(&format!("http://{addr}/v1/x")))
+            .await
+            .unwrap_or_else(|err| panic!("request {round}: {err}"));
+        assert_eq!(
+            response.into_body().collect().await.unwrap().to_bytes(),
+            "ok"
+        );
+        // Give the connection's task time to see the hang-up.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn idle_connections_expire() {
+    use std::sync::atomic::Ordering;
+    let (addr, connections) = counting_server(SMALL_OK, false).await;
+    let client = UpstreamClient::new(ClientOptions {
+        pool_idle_timeout: Duration::from_millis(100),
+        ..ClientOptions::default()
+    });
+    let url = format!("http://{addr}/v1/x");
+    for _ in 0..2 {
+        let response = client.send(post(&url)).await.unwrap();
+        response.into_body().collect().await.unwrap();
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "reused while fresh");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let response = client.send(post(&url)).await.unwrap();
+    response.into_body().collect().await.unwrap();
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        2,
+        "a new one after the idle timeout"
+    );
+}
+
+#[tokio::test]
+async fn a_body_dropped_midway_takes_its_connection_with_it() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let connections = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let addr = raw_server(move |mut stream| {
+        let first = counted.fetch_add(1, Ordering::SeqCst) == 0;
+        async move {
+            while !read_request(&mut stream).await.is_empty() {
+                if first {
+                    // Half a body, then silence: the rest would follow later.
+                    write(
+                        &mut stream,
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n01234",
+                    )
+                    .await;
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    return;
+                }
+                write(&mut stream, SMALL_OK).await;
+            }
+        }
+    })
+    .await;
+    let client = UpstreamClient::new(ClientOptions::default());
+    let url = format!("http://{addr}/v1/x");
+    let mut body = client.send(post(&url)).await.unwrap().into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(first, "01234");
+    drop(body);
+    let response = tokio::time::timeout(Duration::from_secs(10), client.send(post(&url)))
+        .await
+        .expect("the next request does not wait on the abandoned connection")
+        .unwrap();
+    assert_eq!(
+        response.into_body().collect().await.unwrap().to_bytes(),
+        "ok"
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+}

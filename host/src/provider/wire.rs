@@ -6,11 +6,10 @@ use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 
 use super::secret::AuthHeader;
 use super::{UpstreamBody, UpstreamCall};
-use crate::upstream::BodyError;
+use crate::upstream::{BodyError, ResponseBody};
 
 /// Client headers never sent upstream: credentials, hop-by-hop headers, headers
 /// the adapter sets itself, and `accept-encoding` (the gateway reads `usage` from
@@ -83,7 +82,7 @@ pub(crate) fn build_request(
 }
 
 /// The upstream response with its body boxed and its errors classified.
-pub(crate) fn box_response(response: Response<Incoming>) -> Response<UpstreamBody> {
+pub(crate) fn box_response(response: Response<ResponseBody>) -> Response<UpstreamBody> {
     response.map(|body| body.map_err(BodyError::from_hyper).boxed())
 }
 

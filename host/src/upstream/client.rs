@@ -1,26 +1,33 @@
-//! The pooled upstream HTTP client: hyper-util's pooling client over a rustls
-//! connector (HTTPS with the platform's roots, plain HTTP for loopback; HTTP/1.1,
-//! or h2 when the server offers it over ALPN), with one timeout around the whole
-//! connect (DNS, TCP and TLS).
+//! The pooled upstream HTTP client: HTTP/1.1 or h2 (when the server offers it
+//! over ALPN) on hyper's connection API, over a rustls connector (HTTPS with the
+//! platform's roots, plain HTTP for loopback), with one timeout around the whole
+//! connect (DNS, TCP and TLS). Idle connections are kept in a [`Pool`].
+//!
+//! Each connection runs in its own task, as hyper requires; the request's task
+//! checks a connection out, sends, and (through [`ResponseBody`]) checks it back
+//! in when the response has been read. A request that a reused connection never
+//! sent (the upstream closed it while it was idle) is sent again on another.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, Uri};
+use http::uri::{PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Response, Uri, header::HOST};
 use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connection as _, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tower_service::Service;
 
 use super::error::{AttemptError, ConnectTimeout};
+use super::pool::{H1Sender, H2Sender, Pool, ResponseBody};
 use super::tls;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -32,7 +39,7 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Idle pooled connections are closed after this long.
     pub pool_idle_timeout: Duration,
-    /// Most idle connections kept per upstream host.
+    /// Most idle HTTP/1.1 connections kept (one client serves one upstream).
     pub pool_max_idle_per_host: usize,
     /// TCP keepalive probe interval; `None` disables it.
     pub tcp_keepalive: Option<Duration>,
@@ -52,10 +59,12 @@ impl Default for ClientOptions {
     }
 }
 
-/// A pooled HTTP client for upstream calls. Cloning is cheap and shares the pool.
+/// A pooled HTTP client for one upstream's calls. Cloning is cheap and shares
+/// the pool.
 #[derive(Clone)]
 pub struct UpstreamClient {
-    client: Client<TimedConnector, Full<Bytes>>,
+    connector: TimedConnector,
+    pool: Arc<Pool>,
     options: ClientOptions,
 }
 
@@ -65,6 +74,12 @@ impl fmt::Debug for UpstreamClient {
             .field("options", &self.options)
             .finish()
     }
+}
+
+/// A connection checked out for one request.
+enum Checkout {
+    H1(H1Sender),
+    H2(H2Sender),
 }
 
 impl UpstreamClient {
@@ -87,20 +102,12 @@ impl UpstreamClient {
             inner: https,
             timeout: options.connect_timeout,
         };
-
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(options.pool_idle_timeout)
-            .pool_max_idle_per_host(options.pool_max_idle_per_host);
-        if let Some(interval) = options.http2_keep_alive_interval {
-            builder
-                .http2_keep_alive_interval(interval)
-                .http2_keep_alive_timeout(interval.min(Duration::from_secs(20)));
-        }
         UpstreamClient {
-            client: builder.build(connector),
+            connector,
+            pool: Arc::new(Pool::new(
+                options.pool_max_idle_per_host,
+                options.pool_idle_timeout,
+            )),
             options,
         }
     }
@@ -114,16 +121,158 @@ impl UpstreamClient {
     /// the status. The URI must be absolute (`http://` or `https://`).
     pub async fn send(
         &self,
-        request: Request<Full<Bytes>>,
-    ) -> Result<Response<Incoming>, AttemptError> {
-        // Kept for the error message only: cloning shares the URI's bytes, and the
-        // label is formatted only when the request fails.
+        mut request: Request<Full<Bytes>>,
+    ) -> Result<Response<ResponseBody>, AttemptError> {
+        // Kept for connecting and error messages: cloning shares the URI's bytes.
         let uri = request.uri().clone();
-        self.client.request(request).await.map_err(|err| {
-            // Describe the cause; the wrapper only says "client error (Connect)".
-            let cause = std::error::Error::source(&err).unwrap_or(&err);
-            AttemptError::from_client(&host_label(&uri), err.is_connect(), cause)
-        })
+        loop {
+            let (checkout, reused) = match self.checkout().await {
+                Some(checkout) => (checkout, true),
+                None => (self.connect(&uri).await?, false),
+            };
+            let failed = match checkout {
+                Checkout::H2(mut sender) => match sender.try_send_request(request).await {
+                    Ok(response) => return Ok(response.map(ResponseBody::shared)),
+                    Err(failed) => failed,
+                },
+                Checkout::H1(mut sender) => {
+                    let h1_request = origin_form(request, &uri);
+                    match sender.try_send_request(h1_request).await {
+                        Ok(response) => {
+                            let pool = self.pool.clone();
+                            return Ok(
+                                response.map(|body| ResponseBody::pooled(body, pool, sender))
+                            );
+                        }
+                        Err(failed) => failed,
+                    }
+                }
+            };
+            let mut failed = failed;
+            match failed.take_message() {
+                // Never sent on a connection that had been idle: try another.
+                Some(unsent) if reused => {
+                    let (mut parts, body) = unsent.into_parts();
+                    parts.uri = uri.clone();
+                    request = Request::from_parts(parts, body);
+                }
+                _ => {
+                    let err = failed.into_error();
+                    return Err(AttemptError::from_client(&host_label(&uri), false, &err));
+                }
+            }
+        }
+    }
+
+    /// A pooled connection ready for a request: the shared h2 connection, or an
+    /// idle HTTP/1.1 one.
+    async fn checkout(&self) -> Option<Checkout> {
+        if let Some(sender) = self.pool.shared_h2() {
+            return Some(Checkout::H2(sender));
+        }
+        while let Some(mut sender) = self.pool.take_h1() {
+            // Not ready yet only while its task finishes the previous response.
+            if sender.ready().await.is_ok() {
+                return Some(Checkout::H1(sender));
+            }
+        }
+        None
+    }
+
+    /// Opens a connection to `uri`'s host and starts its task.
+    async fn connect(&self, uri: &Uri) -> Result<Checkout, AttemptError> {
+        let connect_failed = |err: &(dyn std::error::Error + 'static)| {
+            AttemptError::from_client(&host_label(uri), true, err)
+        };
+        let stream = self
+            .connector
+            .clone()
+            .call(uri.clone())
+            .await
+            .map_err(|err| connect_failed(&*err))?;
+        if stream.connected().is_negotiated_h2() {
+            let mut builder = http2::Builder::new(TokioExecutor::new());
+            builder.timer(TokioTimer::new());
+            if let Some(interval) = self.options.http2_keep_alive_interval {
+                builder
+                    .keep_alive_interval(interval)
+                    .keep_alive_timeout(interval.min(Duration::from_secs(20)));
+            }
+            let (sender, connection) = builder
+                .handshake(stream)
+                .await
+                .map_err(|err| connect_failed(&err))?;
+            tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::debug!(error = %err, "upstream h2 connection ended");
+                }
+            });
+            self.pool.set_h2(sender.clone());
+            self.reap_idle_later();
+            Ok(Checkout::H2(sender))
+        } else {
+            let (sender, connection) = http1::handshake(stream)
+                .await
+                .map_err(|err| connect_failed(&err))?;
+            tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::debug!(error = %err, "upstream connection ended");
+                }
+            });
+            self.reap_idle_later();
+            Ok(Checkout::H1(sender))
+        }
+    }
+
+    /// Starts the task that closes connections idle past the timeout, once per
+    /// pool; it ends with the pool.
+    fn reap_idle_later(&self) {
+        if !self.pool.start_reaper() {
+            return;
+        }
+        let pool: Weak<Pool> = Arc::downgrade(&self.pool);
+        let every = (self.options.pool_idle_timeout / 2).max(Duration::from_secs(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match pool.upgrade() {
+                    Some(pool) => pool.prune(),
+                    None => return,
+                }
+            }
+        });
+    }
+}
+
+/// The request as HTTP/1.1 sends it to an origin server: the path and query
+/// as the target, the authority in `Host` (without the scheme's default port).
+fn origin_form(mut request: Request<Full<Bytes>>, uri: &Uri) -> Request<Full<Bytes>> {
+    if !request.headers().contains_key(HOST)
+        && let Some(host) = host_header(uri)
+    {
+        request.headers_mut().insert(HOST, host);
+    }
+    let target = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *request.uri_mut() = Uri::from(target);
+    request
+}
+
+/// `Host` for `uri`: its host, and its port unless that is the scheme's default.
+fn host_header(uri: &Uri) -> Option<HeaderValue> {
+    let host = uri.host()?;
+    let default_port = match uri.scheme() {
+        Some(scheme) if *scheme == Scheme::HTTPS => Some(443),
+        Some(scheme) if *scheme == Scheme::HTTP => Some(80),
+        _ => None,
+    };
+    match uri.port_u16() {
+        Some(port) if Some(port) != default_port => {
+            HeaderValue::from_str(&format!("{host}:{port}")).ok()
+        }
+        _ => HeaderValue::from_str(host).ok(),
     }
 }
 
@@ -143,12 +292,12 @@ struct TimedConnector {
     timeout: Duration,
 }
 
-type Connection = MaybeHttpsStream<TokioIo<TcpStream>>;
+type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;
 
 impl Service<Uri> for TimedConnector {
-    type Response = Connection;
+    type Response = Stream;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Connection, BoxError>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Stream, BoxError>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx)

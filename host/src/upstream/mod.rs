@@ -2,6 +2,8 @@
 //!
 //! - [`client`]: the pooled HTTPS/HTTP client ([`UpstreamClient`]) with a connect
 //!   timeout over DNS, TCP and TLS.
+//! - [`pool`]: its idle connections, and the [`ResponseBody`] that returns an
+//!   HTTP/1.1 connection to them when the response has been read.
 //! - [`error`]: what can go wrong in one attempt ([`AttemptError`]) and while
 //!   reading an upstream body ([`BodyError`]), each saying whether a retry is safe.
 //! - [`health`]: per-upstream live state ([`UpstreamHealth`]) kept across reloads
@@ -12,6 +14,7 @@
 pub mod client;
 pub mod error;
 pub mod health;
+pub mod pool;
 pub mod retry_after;
 pub mod tls;
 
@@ -21,3 +24,4 @@ pub use health::{
     AttemptOutcome, HealthRegistry, HealthSettings, HealthState, HealthView, InFlight,
     UpstreamHealth,
 };
+pub use pool::ResponseBody;
