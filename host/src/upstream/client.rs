@@ -11,12 +11,12 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, header::HOST};
 use http_body_util::Full;
 use hyper::client::conn::{http1, http2};
@@ -65,6 +65,8 @@ impl Default for ClientOptions {
 pub struct UpstreamClient {
     connector: TimedConnector,
     pool: Arc<Pool>,
+    /// The `Host` header for the upstream's authority, made on first use.
+    host: Arc<OnceLock<(Authority, HeaderValue)>>,
     options: ClientOptions,
 }
 
@@ -108,6 +110,7 @@ impl UpstreamClient {
                 options.pool_max_idle_per_host,
                 options.pool_idle_timeout,
             )),
+            host: Arc::new(OnceLock::new()),
             options,
         }
     }
@@ -136,7 +139,7 @@ impl UpstreamClient {
                     Err(failed) => failed,
                 },
                 Checkout::H1(mut sender) => {
-                    let h1_request = origin_form(request, &uri);
+                    let h1_request = self.origin_form(request, &uri);
                     match sender.try_send_request(h1_request).await {
                         Ok(response) => {
                             let pool = self.pool.clone();
@@ -224,6 +227,37 @@ impl UpstreamClient {
         }
     }
 
+    /// The request as HTTP/1.1 sends it to an origin server: the path and query
+    /// as the target, the authority in `Host` (without the scheme's default port).
+    fn origin_form(&self, mut request: Request<Full<Bytes>>, uri: &Uri) -> Request<Full<Bytes>> {
+        if !request.headers().contains_key(HOST)
+            && let Some(host) = self.host_header(uri)
+        {
+            request.headers_mut().insert(HOST, host);
+        }
+        let target = uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *request.uri_mut() = Uri::from(target);
+        request
+    }
+
+    /// `Host` for `uri`, kept for the client's upstream (the authority every
+    /// request of one client has).
+    fn host_header(&self, uri: &Uri) -> Option<HeaderValue> {
+        let authority = uri.authority()?;
+        if let Some((cached, value)) = self.host.get() {
+            if cached == authority {
+                return Some(value.clone());
+            }
+            return host_header(uri);
+        }
+        let value = host_header(uri)?;
+        let _ = self.host.set((authority.clone(), value.clone()));
+        Some(value)
+    }
+
     /// Starts the task that closes connections idle past the timeout, once per
     /// pool; it ends with the pool.
     fn reap_idle_later(&self) {
@@ -242,22 +276,6 @@ impl UpstreamClient {
             }
         });
     }
-}
-
-/// The request as HTTP/1.1 sends it to an origin server: the path and query
-/// as the target, the authority in `Host` (without the scheme's default port).
-fn origin_form(mut request: Request<Full<Bytes>>, uri: &Uri) -> Request<Full<Bytes>> {
-    if !request.headers().contains_key(HOST)
-        && let Some(host) = host_header(uri)
-    {
-        request.headers_mut().insert(HOST, host);
-    }
-    let target = uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    *request.uri_mut() = Uri::from(target);
-    request
 }
 
 /// `Host` for `uri`: its host, and its port unless that is the scheme's default.
