@@ -35,19 +35,29 @@ RESULTS=$OUT/results.jsonl
 
 has() { [[ " ${SYSTEMS[*]} " == *" $1 "* ]]; }
 
-# wrk_run SYSTEM ROUND: one closed-loop run; appends a result line.
+# wrk_run SYSTEM ROUND: one closed-loop run; appends a result line, with the
+# gateway's CPU time over the run (none for direct).
 wrk_run() {
-    local sys=$1 round=$2 line
+    local sys=$1 round=$2 line pid cpu_before="" cpu_after=""
+    pid=$(pid_of "$sys")
+    [ -n "$pid" ] && cpu_before=$(cpu_ticks "$pid")
     line=$(BENCH_BODY=$(request_body "$(model_of "$sys")") BENCH_KEY=$CLIENT_KEY \
         "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"$DURATION" --timeout 30s --latency -s "$BENCH_DIR/lib/post.lua" \
         "$(url_of "$sys")" | tee "$RUN/wrk-$sys-$round.txt" | sed -n 's/^BENCHJSON //p')
+    [ -n "$pid" ] && cpu_after=$(cpu_ticks "$pid")
     [ -n "$line" ] || die "wrk printed no summary for $sys (see $RUN/wrk-$sys-$round.txt)"
-    python3 - "$sys" "$round" "$line" >>"$RESULTS" <<'EOF'
+    python3 - "$sys" "$round" "$line" "$cpu_before" "$cpu_after" "$(getconf CLK_TCK)" >>"$RESULTS" <<'EOF'
 import json, sys
 system, rnd, raw = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 ok = raw["requests"] - raw["status_errors"]
-print(json.dumps({"phase": "throughput", "system": system, "round": rnd,
-                  "rps": ok / (raw["duration_us"] / 1e6), **raw}))
+row = {"phase": "throughput", "system": system, "round": rnd,
+       "rps": ok / (raw["duration_us"] / 1e6), **raw}
+if sys.argv[4] and sys.argv[5] and raw["requests"]:
+    (u0, s0), (u1, s1) = (map(int, a.split()) for a in sys.argv[4:6])
+    us_per_tick = 1e6 / int(sys.argv[6])
+    row["cpu_user_us"] = (u1 - u0) * us_per_tick / raw["requests"]
+    row["cpu_sys_us"] = (s1 - s0) * us_per_tick / raw["requests"]
+print(json.dumps(row))
 EOF
     log "throughput $sys round $round: $(tail -n1 "$RESULTS" | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["rps"]))') req/s"
 }

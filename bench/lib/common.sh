@@ -103,6 +103,15 @@ tree_pids() {
     done
 }
 
+# cpu_ticks PID: "user system" CPU time of PID's process tree, in clock ticks
+# (/proc/PID/stat utime and stime; every thread, including those that exited).
+cpu_ticks() {
+    local p
+    for p in $(tree_pids "$1"); do
+        awk '{ print $14, $15 }' /proc/"$p"/stat 2>/dev/null
+    done | awk '{ u += $1; s += $2 } END { print u + 0, s + 0 }'
+}
+
 # status_kib PID FIELD: FIELD (VmHWM, VmRSS) of PID summed over its process tree, in KiB.
 status_kib() {
     local total=0 p v

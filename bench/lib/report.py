@@ -53,6 +53,18 @@ def load(path):
     return rows
 
 
+def cpu_per_request(rows, system):
+    """Median user and kernel CPU time per request of the gateway's process tree
+    over its closed-loop runs (from /proc tick counts)."""
+    mine = [r for r in rows if r["phase"] == "throughput" and r["system"] == system
+            and "cpu_user_us" in r]
+    if not mine:
+        return "–"
+    user = med([r["cpu_user_us"] for r in mine])
+    kernel = med([r["cpu_sys_us"] for r in mine])
+    return f"{user:.1f} + {kernel:.1f} µs"
+
+
 def throughput(rows, out, targets):
     runs = defaultdict(dict)  # round -> system -> rps
     errors = defaultdict(int)
@@ -64,18 +76,22 @@ def throughput(rows, out, targets):
         return {}
     systems = [s for s in ORDER if any(s in v for v in runs.values())]
     per = {s: [v[s] for v in runs.values() if s in v] for s in systems}
+    cpu = {s: cpu_per_request(rows, s) for s in systems}
 
     def ratios(a, b):
         return med([v[a] / v[b] for v in runs.values() if v.get(a) and v.get(b)])
 
-    out.append("| system | req/s (median) | min – max | vs nginx | vs LiteLLM | errors |")
-    out.append("|---|---:|---:|---:|---:|---:|")
+    out.append(
+        "| system | req/s (median) | min – max | vs nginx | vs LiteLLM "
+        "| CPU per request (user + kernel) | errors |"
+    )
+    out.append("|---|---:|---:|---:|---:|---:|---:|")
     for s in systems:
         vs_nginx = ratios(s, "nginx") if "nginx" in systems else None
         vs_llm = ratios(s, "litellm") if "litellm" in systems else None
         out.append(
             f"| {LABEL[s]} | {med(per[s]):,.0f} | {min(per[s]):,.0f} – {max(per[s]):,.0f} "
-            f"| {times(vs_nginx)} | {times(vs_llm)} "
+            f"| {times(vs_nginx)} | {times(vs_llm)} | {cpu[s]} "
             f"| {errors[s]} |"
         )
     if "switchyard" in systems and "nginx" in systems:
