@@ -59,7 +59,8 @@ run_callgrind() {
 run_perf() {
     command -v perf >/dev/null || { log "no perf: apt-get install linux-perf"; return 0; }
     log "perf: $PERF_SECONDS s of closed-loop load"
-    start_switchyard 0
+    # The perf map names the policies' compiled functions (else "[JIT] tid N").
+    SWITCHYARD_ENGINE_EXTRA="perf_map = true" start_switchyard 0
     check_answer switchyard
     load_n 20000 64
     BENCH_BODY=$(request_body gpt-4o) BENCH_KEY=$CLIENT_KEY "${LOAD_CPU[@]}" \
@@ -75,7 +76,9 @@ run_perf() {
         >"$P/perf-self.txt" 2>/dev/null || true
     perf report -i "$P/perf.data" --children --sort symbol --stdio --no-call-graph --percent-limit 2 \
         >"$P/perf-children.txt" 2>/dev/null || true
-    log "perf: top self costs in $P/perf-self.txt"
+    perf report -i "$P/perf.data" --no-children --sort dso,symbol --stdio -g none \
+        2>/dev/null | python3 "$BENCH_DIR/lib/perf_by_crate.py" >"$P/perf-by-crate.txt" || true
+    log "perf: top self costs in $P/perf-self.txt, by crate in $P/perf-by-crate.txt"
 }
 
 main() {

@@ -36,6 +36,7 @@ fn engine_with_cache(cache_dir: Option<std::path::PathBuf>) -> PolicyEngine {
         cache_dir,
         max_instances: 32,
         max_memory_mib: 256,
+        perf_map: false,
     })
     .expect("engine")
 }

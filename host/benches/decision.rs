@@ -269,6 +269,7 @@ fn decision(c: &mut Criterion) {
         cache_dir: Some(target_dir().join("bench-policy-cache")),
         max_instances: 64,
         max_memory_mib: 1024,
+        perf_map: false,
     })
     .expect("engine");
     let rt = runtime();
@@ -385,6 +386,7 @@ fn diagnostics(c: &mut Criterion) {
         cache_dir: None,
         max_instances: 16,
         max_memory_mib: 1024,
+        perf_map: false,
     })
     .expect("engine");
     let rt = runtime();

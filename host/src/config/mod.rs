@@ -114,6 +114,9 @@ pub struct EngineConfig {
     pub max_instances: u32,
     /// Largest linear memory any policy may be given, in MiB (the pooling slot size).
     pub max_memory_mib: u64,
+    /// Writes `/tmp/perf-PID.map` so that `perf` can name the policies' compiled
+    /// functions. For profiling only: the map grows with every policy loaded.
+    pub perf_map: bool,
 }
 
 impl Default for EngineConfig {
@@ -122,6 +125,7 @@ impl Default for EngineConfig {
             cache_dir: default_cache_dir(),
             max_instances: 1000,
             max_memory_mib: 1024,
+            perf_map: false,
         }
     }
 }

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy,
+};
 
 use crate::config::EngineConfig;
 
@@ -80,6 +82,9 @@ impl PolicyEngine {
         wasm.wasm_component_model(true)
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if config.perf_map {
+            wasm.profiler(ProfilingStrategy::PerfMap);
+        }
         if max_memory_bytes > 4 << 30 {
             wasm.memory_reservation(max_memory_bytes);
         }
