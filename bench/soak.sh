@@ -71,7 +71,7 @@ main() {
     rss_end=$(rss_kib)
     hwm=$(status_kib "$SWITCHYARD_PID" VmHWM)
     stop_pid "$sampler"
-    metrics_of '^switchyard_(upstream_attempts|fallbacks|requests)_total' >"$RUN/soak-metrics.txt"
+    metrics_of '^switchyard_(upstream_attempts|fallbacks|requests|policy_errors)_total' >"$RUN/soak-metrics.txt"
 
     python3 - "$RUN/soak-main.json" "$rss_start" "$rss_end" "$hwm" "$((t1 - t0))" "$REQUESTS" \
         "$RUN/soak-metrics.txt" "$OUT/soak-rss.csv" "$started" >"$OUT/soak.json" <<'EOF'
