@@ -61,11 +61,11 @@ async fn fail_open_skips_the_stage_and_fail_closed_stops_the_chain() {
     };
     assert_eq!(plan_names(&catalog(), &plan.targets), ["a", "b", "c"]);
     assert!(
-        plan.reason.contains("trap-open: skipped (trap)"),
+        plan.reason().contains("trap-open: skipped (trap)"),
         "{}",
-        plan.reason
+        plan.reason()
     );
-    assert!(plan.reason.contains("ok: ok"), "{}", plan.reason);
+    assert!(plan.reason().contains("ok: ok"), "{}", plan.reason());
     assert_eq!(
         recorder.seen(),
         [
@@ -193,5 +193,5 @@ async fn an_empty_chain_routes_in_config_order() {
     };
     assert_eq!(plan_names(&catalog(), &plan.targets), ["a", "b", "c"]);
     assert_eq!(plan.retry_on, RetryOn::all());
-    assert_eq!(plan.reason, "config order");
+    assert_eq!(plan.reason(), "config order");
 }

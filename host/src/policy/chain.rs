@@ -39,8 +39,29 @@ pub struct RoutePlan {
     pub targets: Vec<Candidate>,
     /// The failures that allow the next target, from the last stage that routed.
     pub retry_on: RetryOn,
-    /// The stages' reasons, as `name: reason`, joined with `; `.
-    pub reason: String,
+    /// Each stage's reason, in order, with the stage's name; see
+    /// [`RoutePlan::reason`].
+    pub reasons: Vec<(Arc<str>, String)>,
+}
+
+impl RoutePlan {
+    /// The stages' reasons as `name: reason`, joined with `; ` (made on demand:
+    /// the request path does not need it).
+    pub fn reason(&self) -> String {
+        if self.reasons.is_empty() {
+            return CONFIG_ORDER_REASON.to_owned();
+        }
+        let mut out = String::new();
+        for (i, (policy, reason)) in self.reasons.iter().enumerate() {
+            if i > 0 {
+                out.push_str("; ");
+            }
+            out.push_str(policy);
+            out.push_str(": ");
+            out.push_str(reason);
+        }
+        out
+    }
 }
 
 /// What a chain decided.
@@ -112,7 +133,7 @@ impl Chain {
                 Ok((Decision::Route(plan), positions)) => {
                     current = pick(current, &positions);
                     retry_on = plan.retry_on;
-                    reasons.push(format!("{}: {}", stage.name(), plan.reason));
+                    reasons.push((stage.name_arc().clone(), plan.reason));
                 }
                 Ok((Decision::Reject(rejection), _)) => {
                     return ChainOutcome::Reject {
@@ -124,20 +145,15 @@ impl Chain {
                     OnError::FailClosed => return ChainOutcome::Failed(err),
                     OnError::FailOpen => {
                         tracing::debug!(policy = stage.name(), error = %err, "fail-open policy skipped");
-                        reasons.push(format!("{}: skipped ({})", stage.name(), err.kind));
+                        reasons.push((stage.name_arc().clone(), format!("skipped ({})", err.kind)));
                     }
                 },
             }
         }
-        let reason = if self.stages.is_empty() {
-            CONFIG_ORDER_REASON.to_owned()
-        } else {
-            reasons.join("; ")
-        };
         ChainOutcome::Route(RoutePlan {
             targets: current,
             retry_on,
-            reason,
+            reasons,
         })
     }
 }
