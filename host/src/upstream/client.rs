@@ -136,7 +136,12 @@ impl UpstreamClient {
             let failed = match checkout {
                 Checkout::H2(mut sender) => match sender.try_send_request(request).await {
                     Ok(response) => return Ok(response.map(ResponseBody::shared)),
-                    Err(failed) => failed,
+                    Err(failed) => {
+                        // A shared connection that refused a request is not
+                        // offered again: the retry below opens a new one.
+                        self.pool.forget_h2();
+                        failed
+                    }
                 },
                 Checkout::H1(mut sender) => {
                     let h1_request = self.origin_form(request, &uri);

@@ -104,6 +104,11 @@ impl Pool {
         }
     }
 
+    /// Stops offering the shared h2 connection (requests already on it go on).
+    pub(crate) fn forget_h2(&self) {
+        *lock(&self.shared) = None;
+    }
+
     /// Makes `sender` the shared h2 connection.
     pub(crate) fn set_h2(&self, sender: H2Sender) {
         *lock(&self.shared) = Some(sender);
