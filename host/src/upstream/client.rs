@@ -133,7 +133,7 @@ impl UpstreamClient {
                 Some(checkout) => (checkout, true),
                 None => (self.connect(&uri).await?, false),
             };
-            let failed = match checkout {
+            let mut failed = match checkout {
                 Checkout::H2(mut sender) => match sender.try_send_request(request).await {
                     Ok(response) => return Ok(response.map(ResponseBody::shared)),
                     Err(failed) => {
@@ -156,7 +156,6 @@ impl UpstreamClient {
                     }
                 }
             };
-            let mut failed = failed;
             match failed.take_message() {
                 // Never sent on a connection that had been idle: try another.
                 Some(unsent) if reused => {
