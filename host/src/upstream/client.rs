@@ -209,11 +209,7 @@ impl UpstreamClient {
                 .handshake(stream)
                 .await
                 .map_err(|err| connect_failed(&err))?;
-            tokio::spawn(async move {
-                if let Err(err) = connection.await {
-                    tracing::debug!(error = %err, "upstream h2 connection ended");
-                }
-            });
+            run_connection(connection);
             self.pool.set_h2(sender.clone());
             self.reap_idle_later();
             Ok(Checkout::H2(sender))
@@ -221,11 +217,7 @@ impl UpstreamClient {
             let (sender, connection) = http1::handshake(stream)
                 .await
                 .map_err(|err| connect_failed(&err))?;
-            tokio::spawn(async move {
-                if let Err(err) = connection.await {
-                    tracing::debug!(error = %err, "upstream connection ended");
-                }
-            });
+            run_connection(connection);
             self.reap_idle_later();
             Ok(Checkout::H1(sender))
         }
@@ -255,9 +247,9 @@ impl UpstreamClient {
             if cached == authority {
                 return Some(value.clone());
             }
-            return host_header(uri);
+            return host_value(uri);
         }
-        let value = host_header(uri)?;
+        let value = host_value(uri)?;
         let _ = self.host.set((authority.clone(), value.clone()));
         Some(value)
     }
@@ -282,8 +274,17 @@ impl UpstreamClient {
     }
 }
 
+/// Runs an upstream connection's state machine in its own task until it closes.
+fn run_connection(connection: impl Future<Output = hyper::Result<()>> + Send + 'static) {
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::debug!(error = %err, "upstream connection ended");
+        }
+    });
+}
+
 /// `Host` for `uri`: its host, and its port unless that is the scheme's default.
-fn host_header(uri: &Uri) -> Option<HeaderValue> {
+fn host_value(uri: &Uri) -> Option<HeaderValue> {
     let host = uri.host()?;
     let default_port = match uri.scheme() {
         Some(scheme) if *scheme == Scheme::HTTPS => Some(443),
