@@ -321,3 +321,23 @@ async fn a_body_dropped_midway_takes_its_connection_with_it() {
     );
     assert_eq!(connections.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn a_connection_the_upstream_says_it_will_close_is_not_reused() {
+    use std::sync::atomic::Ordering;
+    const CLOSING: &[u8] = b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok";
+    // The server keeps its end open: only the header says the connection ends.
+    let (addr, connections) = counting_server(CLOSING, false).await;
+    let client = UpstreamClient::new(ClientOptions::default());
+    for round in 1..=3 {
+        let response = client
+            .send(post(&format!("http://{addr}/v1/x")))
+            .await
+            .unwrap_or_else(|err| panic!("request {round}: {err}"));
+        assert_eq!(
+            response.into_body().collect().await.unwrap().to_bytes(),
+            "ok"
+        );
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 3);
+}
