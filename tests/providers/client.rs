@@ -236,12 +236,8 @@ async fn counting_server(
 
 const SMALL_OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
 
-#[tokio::test]
-async fn a_connection_closed_while_idle_is_not_reused() {
-    use std::sync::atomic::Ordering;
-    // Answers without `connection: close`, then hangs up anyway.
-    let (addr, connections) = counting_server(SMALL_OK, true).await;
-    let client = UpstreamClient::new(ClientOptions::default());
+/// Sends three requests in turn, each answered `ok`, pausing `pause` after each.
+async fn three_ok_answers(client: &UpstreamClient, addr: std::net::SocketAddr, pause: Duration) {
     for round in 1..=3 {
         let response = client
             .send(post(&format!("http://{addr}/v1/x")))
@@ -251,9 +247,18 @@ async fn a_connection_closed_while_idle_is_not_reused() {
             response.into_body().collect().await.unwrap().to_bytes(),
             "ok"
         );
-        // Give the connection's task time to see the hang-up.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(pause).await;
     }
+}
+
+#[tokio::test]
+async fn a_connection_closed_while_idle_is_not_reused() {
+    use std::sync::atomic::Ordering;
+    // Answers without `connection: close`, then hangs up anyway.
+    let (addr, connections) = counting_server(SMALL_OK, true).await;
+    let client = UpstreamClient::new(ClientOptions::default());
+    // Give the connection's task time to see the hang-up.
+    three_ok_answers(&client, addr, Duration::from_millis(50)).await;
     assert_eq!(connections.load(Ordering::SeqCst), 3);
 }
 
@@ -329,15 +334,6 @@ async fn a_connection_the_upstream_says_it_will_close_is_not_reused() {
     // The server keeps its end open: only the header says the connection ends.
     let (addr, connections) = counting_server(CLOSING, false).await;
     let client = UpstreamClient::new(ClientOptions::default());
-    for round in 1..=3 {
-        let response = client
-            .send(post(&format!("http://{addr}/v1/x")))
-            .await
-            .unwrap_or_else(|err| panic!("request {round}: {err}"));
-        assert_eq!(
-            response.into_body().collect().await.unwrap().to_bytes(),
-            "ok"
-        );
-    }
+    three_ok_answers(&client, addr, Duration::ZERO).await;
     assert_eq!(connections.load(Ordering::SeqCst), 3);
 }
