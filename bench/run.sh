@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark (issue 8): direct vs nginx proxy_pass vs Switchyard (two-stage
-# WASM chain) vs LiteLLM's proxy, on loopback, one command:
+# WASM chain) vs LiteLLM's proxy, on loopback, one command. Two reference rows split
+# Switchyard's cost: hyper-floor (the cheapest proxy on the same hyper/tokio stack,
+# bench/floor) and switchyard-bare (Switchyard with no policies on the route).
 #
 #   bench/run.sh                                   # smoke run (short)
 #   BENCH_DURATION=20s BENCH_ROUNDS=5 bench/run.sh # the published table
@@ -12,12 +14,13 @@
 #   BENCH_ROUNDS=3         rounds; each round runs every system once, in turn (A B C D A B …)
 #   BENCH_CONNS=64         wrk connections
 #   BENCH_LAT_CONNS=64     oha connections (more are used for the 20 ms upstream)
-#   BENCH_SYSTEMS="direct nginx switchyard litellm"  (added latency needs direct)
+#   BENCH_SYSTEMS="direct nginx hyper-floor switchyard-bare switchyard litellm"
+#                          (added latency needs direct)
 #   SWITCHYARD_ROUTE_POLICIES='["compliance", "cost"]'  Switchyard's chain; '[]' for none
 #   BENCH_SLOW=1           also measure latency through the 20 ms-delay upstream
 #   BENCH_PIN=1            pin gateway / load generator to different CPUs (see README)
 #   BENCH_NO_BUILD=1       skip cargo build and the policy build
-#   BENCH_PORT_BASE=18400  loopback ports used: base+1 … base+30
+#   BENCH_PORT_BASE=18400  loopback ports used: base+1 … base+41
 set -euo pipefail
 # shellcheck source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
@@ -29,7 +32,7 @@ LAT_DURATION=${BENCH_LAT_DURATION:-5s}
 ROUNDS=${BENCH_ROUNDS:-3}
 CONNS=${BENCH_CONNS:-64}
 LAT_CONNS=${BENCH_LAT_CONNS:-64}
-read -r -a SYSTEMS <<<"${BENCH_SYSTEMS:-direct nginx switchyard litellm}"
+read -r -a SYSTEMS <<<"${BENCH_SYSTEMS:-direct nginx hyper-floor switchyard-bare switchyard litellm}"
 SLOW=0
 RESULTS=$OUT/results.jsonl
 
@@ -110,7 +113,7 @@ latency_phase() {
 main() {
     bench_init
     ensure_tools
-    if has switchyard; then ensure_switchyard; else SWITCHYARD=$TARGET/release/switchyard; fi
+    if has switchyard || has switchyard-bare || has hyper-floor; then ensure_switchyard; else SWITCHYARD=$TARGET/release/switchyard; fi
     has litellm && ensure_litellm
     : >"$RESULTS"
     local started cmd
@@ -122,6 +125,8 @@ main() {
 
     start_upstream
     has nginx && start_nginx_proxy
+    has hyper-floor && start_floor
+    has switchyard-bare && start_switchyard_bare
     has switchyard && start_switchyard 0
     has litellm && start_litellm
     local sys round
@@ -161,7 +166,7 @@ main() {
         SLOW=0
     fi
 
-    for sys in nginx switchyard litellm; do
+    for sys in nginx hyper-floor switchyard-bare switchyard litellm; do
         has "$sys" || continue
         printf '{"phase":"rss","system":"%s","vmhwm_kib":%d}\n' "$sys" "$(status_kib "$(pid_of "$sys")" VmHWM)" >>"$RESULTS"
     done

@@ -23,7 +23,11 @@ P_NGX_FAST=$((PORT_BASE + 10))   # nginx proxy_pass -> fast
 P_NGX_SLOW=$((PORT_BASE + 11))   # nginx proxy_pass -> slow
 P_SY=$((PORT_BASE + 20))         # switchyard client listener
 P_SY_ADMIN=$((PORT_BASE + 21))   # switchyard admin listener
+P_SYB=$((PORT_BASE + 22))        # switchyard without policies ("switchyard-bare")
+P_SYB_ADMIN=$((PORT_BASE + 23))  # its admin listener
 P_LLM=$((PORT_BASE + 30))        # LiteLLM proxy
+P_FLOOR_FAST=$((PORT_BASE + 40)) # hyper-floor -> fast
+P_FLOOR_SLOW=$((PORT_BASE + 41)) # hyper-floor -> slow
 
 # CPU placement (see bench/README.md): the gateway under test gets one CPU, the load
 # generator and the upstream share the other. BENCH_PIN=0 disables pinning.
@@ -170,16 +174,18 @@ ensure_switchyard() {
         fi
     fi
     if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
-        log "cargo build --release -p switchyard (in $src)"
-        (cd "$src" && CARGO_TARGET_DIR=$TARGET cargo build --release -p switchyard >&2)
+        log "cargo build --release -p switchyard -p hyper-floor (in $src)"
+        (cd "$src" && CARGO_TARGET_DIR=$TARGET cargo build --release -p switchyard -p hyper-floor >&2)
         mkdir -p "$OUT/guests"
         CARGO_TARGET_DIR=$TARGET "$src/policies/build.sh" "$OUT/guests" >&2
         # A copy: other builds sharing the target dir may replace target/release/switchyard.
         mkdir -p "$OUT/bin"
         cp "$TARGET/release/switchyard" "$OUT/bin/switchyard"
+        cp "$TARGET/release/hyper-floor" "$OUT/bin/hyper-floor"
         echo "$SWITCHYARD_REV" >"$OUT/bin/switchyard.rev"
     fi
     SWITCHYARD=$OUT/bin/switchyard
+    HYPER_FLOOR=$OUT/bin/hyper-floor
     SWITCHYARD_REV=$(cat "$OUT/bin/switchyard.rev" 2>/dev/null || echo "$SWITCHYARD_REV")
     [ -x "$SWITCHYARD" ] || die "no $SWITCHYARD"
     if ! [ -f "$OUT/guests/compliance.wasm" ] || ! [ -f "$OUT/guests/cost.wasm" ]; then

@@ -14,7 +14,7 @@ import statistics
 import sys
 from collections import defaultdict
 
-ORDER = ["direct", "nginx", "switchyard", "litellm"]
+ORDER = ["direct", "nginx", "hyper-floor", "switchyard-bare", "switchyard", "litellm"]
 
 
 def switchyard_label():
@@ -26,6 +26,8 @@ def switchyard_label():
 LABEL = {
     "direct": "direct (client → upstream)",
     "nginx": "nginx `proxy_pass` (keepalive)",
+    "hyper-floor": "hyper-floor (bare hyper + tokio proxy)",
+    "switchyard-bare": "Switchyard (no policies)",
     "switchyard": switchyard_label(),
     "litellm": "LiteLLM proxy",
 }

@@ -109,22 +109,20 @@ EOF
     wait_http "http://127.0.0.1:$P_NGX_FAST/" "$NGINX_PROXY_PID"
 }
 
-# switchyard_config FILE [FLAKY]: the gateway config. Models `gpt-4o` (two candidates
-# on the fast upstream, one US and one EU, different prices) and `gpt-4o-slow` (the
-# 20 ms upstream); route `chat` runs compliance then cost on every request. With
-# FLAKY=1, `gpt-4o`'s cheapest candidate is the 10 %-failing upstream instead, so
-# one request in ten falls back to the second candidate.
+# switchyard_config FILE FLAKY PORT ADMIN_PORT POLICIES: the gateway config. Models
+# `gpt-4o` (two candidates on the fast upstream, one US and one EU, different prices)
+# and `gpt-4o-slow` (the 20 ms upstream); route `chat` runs POLICIES (a TOML list) on
+# every request. With FLAKY=1, `gpt-4o`'s cheapest candidate is the 10 %-failing
+# upstream instead, so one request in ten falls back to the second candidate.
 switchyard_config() {
-    local file=$1 flaky=${2:-0} first_port=$P_FAST
-    # SWITCHYARD_ROUTE_POLICIES='[]' runs without the chain (to measure what it costs).
-    local policies=${SWITCHYARD_ROUTE_POLICIES:-'["compliance", "cost"]'}
+    local file=$1 flaky=$2 port=$3 admin_port=$4 policies=$5 first_port=$P_FAST
     [ "$flaky" = 1 ] && first_port=$P_FLAKY
     local key_sha
     key_sha=$(printf '%s' "$CLIENT_KEY" | sha256sum | cut -d' ' -f1)
     cat >"$file" <<EOF
 [server]
-listen = "127.0.0.1:$P_SY"
-admin_listen = "127.0.0.1:$P_SY_ADMIN"
+listen = "127.0.0.1:$port"
+admin_listen = "127.0.0.1:$admin_port"
 
 [engine]
 cache_dir = "$OUT/cache"
@@ -180,21 +178,51 @@ policies = $policies
 EOF
 }
 
-# start_switchyard [FLAKY] [WRAPPER...]: the release binary, pinned to the gateway CPU.
+# launch_switchyard NAME FLAKY PORT ADMIN_PORT POLICIES [WRAPPER...]: the release
+# binary with config $RUN/NAME.toml, pinned to the gateway CPU; sets LAUNCHED_PID.
 # Access log off (RUST_LOG=warn), like nginx's `access_log off`. A WRAPPER (e.g.
 # valgrind) runs the binary under it.
-start_switchyard() {
-    local flaky=${1:-0}
-    shift || true
-    local conf=$RUN/switchyard.toml
-    switchyard_config "$conf" "$flaky"
-    port_free "$P_SY" || die "port $P_SY is taken (set BENCH_PORT_BASE)"
+launch_switchyard() {
+    local name=$1 flaky=$2 port=$3 admin_port=$4 policies=$5
+    shift 5
+    local conf=$RUN/$name.toml
+    switchyard_config "$conf" "$flaky" "$port" "$admin_port" "$policies"
+    port_free "$port" || die "port $port is taken (set BENCH_PORT_BASE)"
     BENCH_UPSTREAM_KEY=$UPSTREAM_KEY RUST_LOG=${BENCH_SWITCHYARD_LOG:-warn} \
         "${GW_CPU[@]}" "$@" "$SWITCHYARD" serve --config "$conf" \
-        >"$RUN/switchyard.out" 2>"$RUN/switchyard.log" &
-    SWITCHYARD_PID=$!
-    BENCH_PIDS+=("$SWITCHYARD_PID")
-    wait_http "http://127.0.0.1:$P_SY/v1/models" "$SWITCHYARD_PID"
+        >"$RUN/$name.out" 2>"$RUN/$name.log" &
+    LAUNCHED_PID=$!
+    BENCH_PIDS+=("$LAUNCHED_PID")
+    wait_http "http://127.0.0.1:$port/v1/models" "$LAUNCHED_PID"
+}
+
+# start_switchyard [FLAKY] [WRAPPER...]: Switchyard with the two-stage chain
+# (SWITCHYARD_ROUTE_POLICIES='[]' runs it without, to measure what the chain costs).
+start_switchyard() {
+    local flaky=${1:-0} policies=${SWITCHYARD_ROUTE_POLICIES:-'["compliance", "cost"]'}
+    shift || true
+    launch_switchyard switchyard "$flaky" "$P_SY" "$P_SY_ADMIN" "$policies" "$@"
+    SWITCHYARD_PID=$LAUNCHED_PID
+}
+
+# start_switchyard_bare: the same gateway and config with no policies on the route,
+# so one run splits Switchyard's cost into the chain's and the rest.
+start_switchyard_bare() {
+    launch_switchyard switchyard-bare 0 "$P_SYB" "$P_SYB_ADMIN" '[]'
+    SWITCHYARD_BARE_PID=$LAUNCHED_PID
+}
+
+# start_floor: hyper-floor (bench/floor), the cheapest proxy on Switchyard's own
+# stack, pinned to the gateway CPU, with a listener for each upstream.
+start_floor() {
+    local p
+    for p in $P_FLOOR_FAST $P_FLOOR_SLOW; do port_free "$p" || die "port $p is taken (set BENCH_PORT_BASE)"; done
+    [ -x "$HYPER_FLOOR" ] || die "no $HYPER_FLOOR (run without BENCH_NO_BUILD=1)"
+    "${GW_CPU[@]}" "$HYPER_FLOOR" "127.0.0.1:$P_FLOOR_FAST=127.0.0.1:$P_FAST" \
+        "127.0.0.1:$P_FLOOR_SLOW=127.0.0.1:$P_SLOW" >"$RUN/hyper-floor.out" 2>&1 &
+    FLOOR_PID=$!
+    BENCH_PIDS+=("$FLOOR_PID")
+    wait_http "http://127.0.0.1:$P_FLOOR_FAST/" "$FLOOR_PID"
 }
 
 # start_litellm: LiteLLM's proxy (one uvicorn worker), pinned to the gateway CPU,
@@ -236,13 +264,15 @@ url_of() {
     direct) echo "http://127.0.0.1:$([ "$slow" = 1 ] && echo "$P_SLOW" || echo "$P_FAST")/v1/chat/completions" ;;
     nginx) echo "http://127.0.0.1:$([ "$slow" = 1 ] && echo "$P_NGX_SLOW" || echo "$P_NGX_FAST")/v1/chat/completions" ;;
     switchyard) echo "http://127.0.0.1:$P_SY/v1/chat/completions" ;;
+    switchyard-bare) echo "http://127.0.0.1:$P_SYB/v1/chat/completions" ;;
+    hyper-floor) echo "http://127.0.0.1:$([ "$slow" = 1 ] && echo "$P_FLOOR_SLOW" || echo "$P_FLOOR_FAST")/v1/chat/completions" ;;
     litellm) echo "http://127.0.0.1:$P_LLM/v1/chat/completions" ;;
     esac
 }
 
 # model_of SYSTEM: the model name to send (the gateways pick the upstream by model).
 model_of() {
-    if [ "${SLOW:-0}" = 1 ] && { [ "$1" = switchyard ] || [ "$1" = litellm ]; }; then
+    if [ "${SLOW:-0}" = 1 ] && [[ " switchyard switchyard-bare litellm " == *" $1 "* ]]; then
         echo gpt-4o-slow
     else
         echo gpt-4o
@@ -254,6 +284,8 @@ pid_of() {
     case $1 in
     nginx) echo "$NGINX_PROXY_PID" ;;
     switchyard) echo "$SWITCHYARD_PID" ;;
+    switchyard-bare) echo "$SWITCHYARD_BARE_PID" ;;
+    hyper-floor) echo "$FLOOR_PID" ;;
     litellm) echo "$LITELLM_PID" ;;
     *) echo "" ;;
     esac
