@@ -86,8 +86,12 @@ struct Member {
 impl RequestView {
     /// Parses a JSON request body.
     pub fn parse(body: Bytes) -> Result<RequestView, BodyError> {
+        // One UTF-8 check of the whole body up front: parsed from bytes, serde_json
+        // would check each raw member again when it hands it out as `str`.
+        let text = std::str::from_utf8(&body)
+            .map_err(|e| BodyError::InvalidJson(format!("the body is not UTF-8: {e}")))?;
         let top: TopLevel<'_> = {
-            let mut de = serde_json::Deserializer::from_slice(&body);
+            let mut de = serde_json::Deserializer::from_str(text);
             let top = de
                 .deserialize_map(TopLevelVisitor)
                 .map_err(|e| BodyError::InvalidJson(e.to_string()))?;
