@@ -1,9 +1,13 @@
-//! The warm instances of one policy version: a lock-free queue of idle
-//! instances, each in its own `Store`, recycled after a number of uses.
+//! The warm instances of one policy version: a stack of idle instances, each
+//! in its own `Store`, recycled after a number of uses.
+//!
+//! The stack hands out the instance used most recently. Its memory, stack and
+//! store are the likeliest to still be in the CPU's caches; a queue would rotate
+//! through every idle instance and find each one cold.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crossbeam_queue::ArrayQueue;
 use wasmtime::Store;
 
 use super::bindings;
@@ -32,10 +36,13 @@ pub struct PoolStats {
     pub discarded: u64,
 }
 
-/// Idle instances of one policy version. `None` queue: every call gets a fresh
+/// Idle instances of one policy version. `None` stack: every call gets a fresh
 /// instance (per-request isolation, or a pool size of 0).
 pub struct InstancePool {
-    idle: Option<ArrayQueue<Instance>>,
+    /// Most recently used last. The lock is held only to push or pop.
+    idle: Option<Mutex<Vec<Instance>>>,
+    /// Most idle instances kept.
+    size: usize,
     max_uses: u64,
     created: AtomicU64,
     recycled: AtomicU64,
@@ -46,7 +53,8 @@ impl InstancePool {
     /// A pool keeping at most `size` idle instances, each used at most `max_uses` times.
     pub fn new(size: usize, max_uses: u64) -> InstancePool {
         InstancePool {
-            idle: (size > 0).then(|| ArrayQueue::new(size)),
+            idle: (size > 0).then(|| Mutex::new(Vec::with_capacity(size))),
+            size,
             max_uses: max_uses.max(1),
             created: AtomicU64::new(0),
             recycled: AtomicU64::new(0),
@@ -54,9 +62,9 @@ impl InstancePool {
         }
     }
 
-    /// An idle instance, if one is warm.
+    /// The most recently used idle instance, if one is warm.
     pub fn take(&self) -> Option<Instance> {
-        self.idle.as_ref()?.pop()
+        lock(self.idle.as_ref()?).pop()
     }
 
     /// Records that a new instance was created.
@@ -78,18 +86,28 @@ impl InstancePool {
             return;
         }
         if let Some(idle) = &self.idle {
-            // A full queue hands the instance back; dropping it frees its slot.
-            let _ = idle.push(instance);
+            let mut idle = lock(idle);
+            if idle.len() < self.size {
+                idle.push(instance);
+                return;
+            }
         }
+        // Dropped outside the lock: a full stack frees the instance's slot.
     }
 
     /// Current counts.
     pub fn stats(&self) -> PoolStats {
         PoolStats {
-            idle: self.idle.as_ref().map_or(0, ArrayQueue::len),
+            idle: self.idle.as_ref().map_or(0, |idle| lock(idle).len()),
             created: self.created.load(Ordering::Relaxed),
             recycled: self.recycled.load(Ordering::Relaxed),
             discarded: self.discarded.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Locks an idle stack. Push and pop cannot leave it half-changed, so a lock
+/// poisoned by a panic elsewhere is used as it is.
+fn lock(idle: &Mutex<Vec<Instance>>) -> std::sync::MutexGuard<'_, Vec<Instance>> {
+    idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
