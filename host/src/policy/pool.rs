@@ -85,14 +85,15 @@ impl InstancePool {
             self.recycled.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        if let Some(idle) = &self.idle {
-            let mut idle = lock(idle);
-            if idle.len() < self.size {
-                idle.push(instance);
-                return;
-            }
+        let Some(idle) = &self.idle else { return };
+        let mut idle = lock(idle);
+        if idle.len() < self.size {
+            idle.push(instance);
+        } else {
+            // A full stack: the instance is dropped (freeing its slot) after
+            // the lock is released.
+            drop(idle);
         }
-        // Dropped outside the lock: a full stack frees the instance's slot.
     }
 
     /// Current counts.
@@ -109,5 +110,6 @@ impl InstancePool {
 /// Locks an idle stack. Push and pop cannot leave it half-changed, so a lock
 /// poisoned by a panic elsewhere is used as it is.
 fn lock(idle: &Mutex<Vec<Instance>>) -> std::sync::MutexGuard<'_, Vec<Instance>> {
-    idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    idle.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
