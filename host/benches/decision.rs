@@ -39,18 +39,22 @@ const TIMED_FRESH_SLOW: usize = 2_000;
 const OTHER_LANGUAGES: [&str; 3] = ["compliance-js", "compliance-py", "compliance-c"];
 
 fn request() -> Arc<Request> {
-    let mut headers: Vec<(String, String)> = vec![
-        ("content-type".into(), "application/json".into()),
-        ("user-agent".into(), "OpenAI/Python 1.54.0".into()),
-        ("accept".into(), "application/json".into()),
-        ("x-data-residency".into(), "eu".into()),
-    ];
-    headers.extend((0..16).map(|i| {
-        (
-            format!("x-stainless-header-{i}"),
-            format!("value-{i}-abcdefgh"),
-        )
-    }));
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in [
+        ("content-type", "application/json"),
+        ("user-agent", "OpenAI/Python 1.54.0"),
+        ("accept", "application/json"),
+        ("x-data-residency", "eu"),
+    ] {
+        headers.append(name, value.parse().expect("a header value"));
+    }
+    for i in 0..16 {
+        let name = http::HeaderName::try_from(format!("x-stainless-header-{i}")).expect("a name");
+        let value = format!("value-{i}-abcdefgh")
+            .parse()
+            .expect("a header value");
+        headers.append(name, value);
+    }
     assert_eq!(headers.len(), 20);
     Arc::new(Request {
         id: "0192f0c4-7b1e-7c4a-9a53-4f1f3e2b8a10".into(),
@@ -392,7 +396,7 @@ fn diagnostics(c: &mut Criterion) {
     let rt = runtime();
     let policy = load(&engine, "cost", example("cost"), Isolation::Pooled);
     let small_req = Arc::new(Request {
-        headers: Vec::new(),
+        headers: http::HeaderMap::new(),
         labels: Vec::new(),
         ..(*request()).clone()
     });

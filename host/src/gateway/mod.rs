@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use tokio::time::Instant;
 
@@ -41,7 +41,13 @@ use crate::provider::Operation;
 use crate::snapshot::{Serving, Snapshot};
 
 /// Headers a policy never sees (nor does an upstream: see `provider::wire`).
-const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "api-key", "cookie", "proxy-authorization"];
+/// Names, not strings: comparing names skips parsing and lower-casing each one.
+const CREDENTIAL_HEADERS: [HeaderName; 4] = [
+    http::header::AUTHORIZATION,
+    HeaderName::from_static("api-key"),
+    http::header::COOKIE,
+    http::header::PROXY_AUTHORIZATION,
+];
 
 /// The gateway's request handler: the current snapshot plus what outlives snapshots.
 pub struct Gateway {
@@ -370,14 +376,6 @@ fn policy_request(
     route: usize,
 ) -> PolicyRequest {
     let route = &ctx.snapshot.routes[route];
-    let headers = parts
-        .headers
-        .iter()
-        .filter(|(name, _)| !CREDENTIAL_HEADERS.contains(&name.as_str()))
-        .filter_map(|(name, value)| {
-            Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
-        })
-        .collect();
     PolicyRequest {
         id: ctx.request_id.clone(),
         method: parts.method.as_str().to_string(),
@@ -385,13 +383,27 @@ fn policy_request(
         model: view.model().to_string(),
         streaming: view.streaming(),
         tenant: ctx.tenant.as_deref().map(str::to_string),
-        headers,
+        headers: policy_headers(&parts.headers),
         body_bytes: view.body_len() as u64,
         input_tokens_estimate: view.input_tokens_estimate(),
         max_output_tokens: view.max_output_tokens(),
         route: route.name.to_string(),
         labels: route.labels.clone(),
     }
+}
+
+/// The client's headers as policies see them: without credentials, in the
+/// client's order. Names and values are shared with the request, not copied.
+fn policy_headers(client: &HeaderMap) -> HeaderMap {
+    // Rebuilt rather than cloned and pruned: removing from a header map moves
+    // its last entry into the gap, and the contract promises the client's order.
+    let mut headers = HeaderMap::with_capacity(client.len());
+    for (name, value) in client {
+        if !CREDENTIAL_HEADERS.contains(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    headers
 }
 
 fn fallback_from(retry_on: RetryOn) -> Fallback {
@@ -412,5 +424,30 @@ impl StageObserver for MetricsObserver<'_> {
         if let Some(kind) = error {
             self.0.policy_error(policy.name(), kind.as_str());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_never_see_credentials() {
+        let mut client = HeaderMap::new();
+        for (name, value) in [
+            ("authorization", "Bearer sk-client"),
+            ("Api-Key", "sk-azure"),
+            ("cookie", "session=1"),
+            ("cookie", "other=2"),
+            ("proxy-authorization", "Basic eA=="),
+            ("x-data-residency", "eu"),
+            ("content-type", "application/json"),
+        ] {
+            client.append(HeaderName::try_from(name).unwrap(), value.parse().unwrap());
+        }
+        let seen = policy_headers(&client);
+        let names: Vec<&str> = seen.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-data-residency", "content-type"]);
+        assert_eq!(client.len(), 7, "the client's own headers are untouched");
     }
 }

@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::catalog::Catalog;
 use super::types::{
@@ -30,7 +31,9 @@ pub struct RequestJson {
     pub streaming: bool,
     /// Tenant of the authenticated client.
     pub tenant: Option<String>,
-    /// Headers as an object; names are lower-cased on input.
+    /// Headers as an object; names are lower-cased on input, and a name or
+    /// value HTTP does not allow (values: visible ASCII) is refused.
+    #[serde(deserialize_with = "header_object")]
     pub headers: BTreeMap<String, String>,
     /// Body size in bytes.
     pub body_bytes: u64,
@@ -72,10 +75,15 @@ impl From<RequestJson> for Request {
             model: r.model,
             streaming: r.streaming,
             tenant: r.tenant,
+            // Entries read from JSON are all valid; one set in code that is
+            // not is left out, as the gateway never passes such a header on.
             headers: r
                 .headers
-                .into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .iter()
+                .filter_map(|(name, value)| {
+                    let name = http::HeaderName::from_bytes(name.as_bytes()).ok()?;
+                    Some((name, http::HeaderValue::from_str(value).ok()?))
+                })
                 .collect(),
             body_bytes: r.body_bytes,
             input_tokens_estimate: r.input_tokens_estimate,
@@ -84,6 +92,31 @@ impl From<RequestJson> for Request {
             labels: r.labels.into_iter().collect(),
         }
     }
+}
+
+/// Reads a headers object: names lower-cased, and every name and value one a
+/// header map accepts, so a bad one is reported where the JSON is read.
+fn header_object<'de, D: Deserializer<'de>>(de: D) -> Result<BTreeMap<String, String>, D::Error> {
+    BTreeMap::<String, String>::deserialize(de)?
+        .into_iter()
+        .map(|(name, value)| {
+            let name = name.to_ascii_lowercase();
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(D::Error::custom(format!(
+                    "`{name}` is not a valid header name"
+                )));
+            }
+            // A header map takes any byte past 127 too, but policies only ever
+            // see values that read as visible ASCII (`to_str`).
+            let readable = http::HeaderValue::from_str(&value).is_ok_and(|v| v.to_str().is_ok());
+            if !readable {
+                return Err(D::Error::custom(format!(
+                    "the value of header `{name}` is not visible ASCII"
+                )));
+            }
+            Ok((name, value))
+        })
+        .collect()
 }
 
 /// A provider kind, as JSON (`openai`, `azure-openai`, `bedrock`, `mock`).
@@ -456,7 +489,7 @@ mod tests {
         assert_eq!((req.id.as_str(), req.method.as_str()), ("test", "POST"));
         assert_eq!(req.path, "/v1/chat/completions");
         assert_eq!(
-            req.headers,
+            req.header_list(),
             vec![("x-data-residency".to_owned(), "eu".to_owned())]
         );
         let cand = serde_json::from_str::<CandidateJson>(r#"{"upstream":"a"}"#).unwrap();
@@ -470,6 +503,21 @@ mod tests {
     fn typos_are_refused() {
         assert!(serde_json::from_str::<RequestJson>(r#"{"tennant":"x"}"#).is_err());
         assert!(serde_json::from_str::<CandidateJson>(r#"{"state":{"healthy":true}}"#).is_err());
+    }
+
+    #[test]
+    fn headers_http_refuses_are_refused_on_read() {
+        let err = serde_json::from_str::<RequestJson>(r#"{"headers":{"bad name":"x"}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`bad name` is not a valid header name"),
+            "{err}"
+        );
+        let err = serde_json::from_str::<RequestJson>(r#"{"headers":{"x-a":"caf\u00e9"}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("header `x-a` is not visible ASCII"), "{err}");
     }
 
     #[test]

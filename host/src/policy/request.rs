@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use http::HeaderMap;
 use wasmtime::component::Resource;
 
 use super::bindings::switchyard::policy::types::{self, Header, Label, LiveState};
@@ -30,8 +31,10 @@ pub struct Request {
     pub streaming: bool,
     /// The tenant of the authenticated client, if client auth is on.
     pub tenant: Option<String>,
-    /// Client headers with lower-case names, minus credentials.
-    pub headers: Vec<Header>,
+    /// Client headers, minus credentials. Kept as the gateway received them
+    /// (values are shared, not copied); a value that is not visible ASCII is
+    /// invisible to policies.
+    pub headers: HeaderMap,
     /// Size of the request body in bytes.
     pub body_bytes: u64,
     /// Estimated input tokens.
@@ -48,9 +51,20 @@ impl Request {
     /// The first value of header `name` (any case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
+            .get_all(name)
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .find_map(|value| value.to_str().ok())
+    }
+
+    /// Every header as (lower-case name, value), in the order the map keeps
+    /// them (the values of a repeated name together).
+    pub fn header_list(&self) -> Vec<Header> {
+        self.headers
+            .iter()
+            .filter_map(|(name, value)| {
+                Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+            })
+            .collect()
     }
 
     /// The value of route label `key`.
@@ -124,7 +138,7 @@ impl types::HostRequest for StoreState {
     }
 
     fn headers(&mut self, _: Resource<RequestHandle>) -> Vec<Header> {
-        self.current().headers.clone()
+        self.current().header_list()
     }
 
     fn body_bytes(&mut self, _: Resource<RequestHandle>) -> u64 {
@@ -167,16 +181,26 @@ mod tests {
 
     #[test]
     fn header_lookup_ignores_case_and_takes_the_first() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-data-residency", "eu".parse().unwrap());
+        headers.append("x-data-residency", "us".parse().unwrap());
+        headers.append("x-opaque", http::HeaderValue::from_bytes(b"\xff").unwrap());
         let req = Request {
-            headers: vec![
-                ("x-data-residency".into(), "eu".into()),
-                ("x-data-residency".into(), "us".into()),
-            ],
+            headers,
             labels: vec![("team".into(), "search".into())],
             ..Request::default()
         };
         assert_eq!(req.header("X-Data-Residency"), Some("eu"));
         assert_eq!(req.header("x-missing"), None);
+        assert_eq!(req.header("not a name"), None);
+        assert_eq!(req.header("x-opaque"), None, "not visible ASCII");
+        assert_eq!(
+            req.header_list(),
+            vec![
+                ("x-data-residency".to_owned(), "eu".to_owned()),
+                ("x-data-residency".to_owned(), "us".to_owned()),
+            ]
+        );
         assert_eq!(req.label("team"), Some("search"));
         assert_eq!(req.label("Team"), None);
     }

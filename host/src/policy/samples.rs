@@ -15,10 +15,16 @@ pub fn request() -> Request {
         model: "gpt-4o".to_owned(),
         streaming: false,
         tenant: None,
-        headers: vec![
-            ("content-type".to_owned(), "application/json".to_owned()),
-            ("user-agent".to_owned(), "switchyard-canary".to_owned()),
-        ],
+        headers: http::HeaderMap::from_iter([
+            (
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            ),
+            (
+                http::header::USER_AGENT,
+                http::HeaderValue::from_static("switchyard-canary"),
+            ),
+        ]),
         body_bytes: 1200,
         input_tokens_estimate: 300,
         max_output_tokens: Some(256),
