@@ -53,7 +53,7 @@ impl InstancePool {
     /// A pool keeping at most `size` idle instances, each used at most `max_uses` times.
     pub fn new(size: usize, max_uses: u64) -> InstancePool {
         InstancePool {
-            idle: (size > 0).then(|| Mutex::new(Vec::with_capacity(size))),
+            idle: (size > 0).then(|| Mutex::new(Vec::new())),
             size,
             max_uses: max_uses.max(1),
             created: AtomicU64::new(0),
