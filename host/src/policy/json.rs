@@ -506,7 +506,7 @@ mod tests {
     }
 
     #[test]
-    fn headers_http_refuses_are_refused_on_read() {
+    fn headers_a_gateway_could_not_receive_are_refused_on_read() {
         let err = serde_json::from_str::<RequestJson>(r#"{"headers":{"bad name":"x"}}"#)
             .unwrap_err()
             .to_string();
