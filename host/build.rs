@@ -35,6 +35,11 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(source).display());
     }
     println!("cargo:rerun-if-changed=build.rs");
+    // The workspace manifest holds the `guest` profile the guests are built
+    // with, and the lock file their dependencies' versions.
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", root.join(file).display());
+    }
 
     // A target dir of its own: the outer cargo holds the lock on the main one.
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
