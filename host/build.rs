@@ -42,9 +42,10 @@ fn main() {
     }
 
     // A target dir of its own: the outer cargo holds the lock on the main one.
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
+    // A relative CARGO_TARGET_DIR is taken from the workspace root, where the
+    // guest build runs (this script runs in host/).
+    let target_dir = root
+        .join(std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into()))
         .join("guests");
     build_guests(&root, &target_dir);
     for (package, name) in GUESTS {
