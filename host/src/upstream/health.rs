@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 pub use super::retry_after::{
     parse_retry_after, parse_retry_after_ms, retry_after, retry_after_at,
@@ -169,6 +169,11 @@ impl Default for HealthSettings {
 
 /// Sentinel for "no rate limit reported".
 const UNKNOWN: u64 = u64::MAX;
+
+/// The rate-limit headers read from every upstream response. Names, not
+/// strings: a lookup by `&str` parses and lower-cases the name each time.
+const REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
+const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
 
 const REASON_NONE: u8 = 0;
 const REASON_RATE_LIMITED: u8 = 1;
@@ -363,17 +368,17 @@ impl UpstreamHealth {
     /// from an upstream response; values that are absent or not numbers leave the
     /// last known ones in place.
     pub fn observe_headers(&self, headers: &HeaderMap) {
-        let number = |name: &str| {
+        let number = |name: &HeaderName| {
             headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .filter(|v| *v != UNKNOWN)
         };
-        if let Some(n) = number("x-ratelimit-remaining-requests") {
+        if let Some(n) = number(&REMAINING_REQUESTS) {
             self.remaining_requests.store(n, Ordering::Relaxed);
         }
-        if let Some(n) = number("x-ratelimit-remaining-tokens") {
+        if let Some(n) = number(&REMAINING_TOKENS) {
             self.remaining_tokens.store(n, Ordering::Relaxed);
         }
     }
