@@ -19,6 +19,8 @@
 #   SWITCHYARD_ROUTE_POLICIES='["compliance", "cost"]'  Switchyard's chain; '[]' for none
 #   BENCH_SLOW=1           also measure latency through the 20 ms-delay upstream
 #   BENCH_PIN=1            pin gateway / load generator to different CPUs (see README)
+#   BENCH_PGO=1            also build Switchyard with PGO (bench/pgo.sh) and run that
+#                          build, with the chain, as the `switchyard-pgo` row
 #   BENCH_NO_BUILD=1       skip cargo build and the policy build
 #   BENCH_PORT_BASE=18400  loopback ports used: base+1 … base+41
 set -euo pipefail
@@ -26,6 +28,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 # shellcheck source=lib/systems.sh
 source "$BENCH_DIR/lib/systems.sh"
+# shellcheck source=lib/pgo.sh
+source "$BENCH_DIR/lib/pgo.sh"
 
 DURATION=${BENCH_DURATION:-5s}
 LAT_DURATION=${BENCH_LAT_DURATION:-5s}
@@ -33,6 +37,9 @@ ROUNDS=${BENCH_ROUNDS:-3}
 CONNS=${BENCH_CONNS:-64}
 LAT_CONNS=${BENCH_LAT_CONNS:-64}
 read -r -a SYSTEMS <<<"${BENCH_SYSTEMS:-direct nginx hyper-floor switchyard-bare switchyard litellm}"
+if [ "${BENCH_PGO:-0}" = 1 ] && [[ " ${SYSTEMS[*]} " != *" switchyard-pgo "* ]]; then
+    SYSTEMS+=(switchyard-pgo)
+fi
 SLOW=0
 RESULTS=$OUT/results.jsonl
 
@@ -113,13 +120,15 @@ latency_phase() {
 main() {
     bench_init
     ensure_tools
-    if has switchyard || has switchyard-bare || has hyper-floor; then ensure_switchyard; else SWITCHYARD=$TARGET/release/switchyard; fi
+    if has switchyard || has switchyard-bare || has switchyard-pgo || has hyper-floor; then ensure_switchyard; else SWITCHYARD=$TARGET/release/switchyard; fi
+    has switchyard-pgo && ensure_switchyard_pgo
     has litellm && ensure_litellm
     : >"$RESULTS"
     local started cmd
     started=$(date -u +%Y-%m-%dT%H:%MZ)
     cmd="BENCH_DURATION=$DURATION BENCH_LAT_DURATION=$LAT_DURATION BENCH_ROUNDS=$ROUNDS BENCH_CONNS=$CONNS BENCH_PIN=$PIN"
     [ -n "${BENCH_SYSTEMS:-}" ] && cmd+=" BENCH_SYSTEMS='$BENCH_SYSTEMS'"
+    [ "${BENCH_PGO:-0}" = 1 ] && cmd+=" BENCH_PGO=1"
     [ -n "${SWITCHYARD_ROUTE_POLICIES:-}" ] && cmd+=" SWITCHYARD_ROUTE_POLICIES='$SWITCHYARD_ROUTE_POLICIES'"
     cmd+=" bench/run.sh"
 
@@ -128,6 +137,7 @@ main() {
     has hyper-floor && start_floor
     has switchyard-bare && start_switchyard_bare
     has switchyard && start_switchyard 0
+    has switchyard-pgo && start_switchyard_pgo
     has litellm && start_litellm
     local sys round
     for sys in "${SYSTEMS[@]}"; do check_answer "$sys"; done
@@ -166,7 +176,7 @@ main() {
         SLOW=0
     fi
 
-    for sys in nginx hyper-floor switchyard-bare switchyard litellm; do
+    for sys in nginx hyper-floor switchyard-bare switchyard switchyard-pgo litellm; do
         has "$sys" || continue
         printf '{"phase":"rss","system":"%s","vmhwm_kib":%d}\n' "$sys" "$(status_kib "$(pid_of "$sys")" VmHWM)" >>"$RESULTS"
     done

@@ -25,6 +25,8 @@ P_SY=$((PORT_BASE + 20))         # switchyard client listener
 P_SY_ADMIN=$((PORT_BASE + 21))   # switchyard admin listener
 P_SYB=$((PORT_BASE + 22))        # switchyard without policies ("switchyard-bare")
 P_SYB_ADMIN=$((PORT_BASE + 23))  # its admin listener
+P_SYP=$((PORT_BASE + 24))         # switchyard's PGO build, with the chain ("switchyard-pgo")
+P_SYP_ADMIN=$((PORT_BASE + 25))   # its admin listener
 P_LLM=$((PORT_BASE + 30))        # LiteLLM proxy
 P_FLOOR_FAST=$((PORT_BASE + 40)) # hyper-floor -> fast
 P_FLOOR_SLOW=$((PORT_BASE + 41)) # hyper-floor -> slow
@@ -196,6 +198,9 @@ ensure_switchyard() {
 # Versions line for the report.
 versions() {
     echo "- switchyard: ${SWITCHYARD_REV:-?} ($("$SWITCHYARD" --version 2>/dev/null)), $(rustc --version 2>/dev/null)"
+    if [ -n "${SWITCHYARD_PGO:-}" ]; then
+        echo "- switchyard-pgo: $(cat "$SWITCHYARD_PGO.rev" 2>/dev/null || echo ?), cargo-pgo ${CARGO_PGO_VERSION:-?}, trained on this benchmark's traffic (bench/lib/pgo.sh)"
+    fi
     echo "- nginx: $(nginx -v 2>&1 | sed 's/.*version: //'), echo module $(dpkg-query -W -f '${Version}' libnginx-mod-http-echo 2>/dev/null)"
     echo "- wrk: $(dpkg-query -W -f '${Version}' wrk 2>/dev/null), oha: $("$OHA" --version 2>/dev/null | awk '{print $2}')"
     if [ -n "${LITELLM_VENV:-}" ]; then

@@ -212,6 +212,14 @@ start_switchyard_bare() {
     SWITCHYARD_BARE_PID=$LAUNCHED_PID
 }
 
+# start_switchyard_pgo: the PGO build (bench/lib/pgo.sh) with the same chain and
+# config as start_switchyard.
+start_switchyard_pgo() {
+    local policies=${SWITCHYARD_ROUTE_POLICIES:-'["compliance", "cost"]'}
+    SWITCHYARD=$SWITCHYARD_PGO launch_switchyard switchyard-pgo 0 "$P_SYP" "$P_SYP_ADMIN" "$policies"
+    SWITCHYARD_PGO_PID=$LAUNCHED_PID
+}
+
 # start_floor: hyper-floor (bench/floor), the cheapest proxy on Switchyard's own
 # stack, pinned to the gateway CPU, with a listener for each upstream.
 start_floor() {
@@ -265,6 +273,7 @@ url_of() {
     nginx) echo "http://127.0.0.1:$([ "$slow" = 1 ] && echo "$P_NGX_SLOW" || echo "$P_NGX_FAST")/v1/chat/completions" ;;
     switchyard) echo "http://127.0.0.1:$P_SY/v1/chat/completions" ;;
     switchyard-bare) echo "http://127.0.0.1:$P_SYB/v1/chat/completions" ;;
+    switchyard-pgo) echo "http://127.0.0.1:$P_SYP/v1/chat/completions" ;;
     hyper-floor) echo "http://127.0.0.1:$([ "$slow" = 1 ] && echo "$P_FLOOR_SLOW" || echo "$P_FLOOR_FAST")/v1/chat/completions" ;;
     litellm) echo "http://127.0.0.1:$P_LLM/v1/chat/completions" ;;
     esac
@@ -272,7 +281,7 @@ url_of() {
 
 # model_of SYSTEM: the model name to send (the gateways pick the upstream by model).
 model_of() {
-    if [ "${SLOW:-0}" = 1 ] && [[ " switchyard switchyard-bare litellm " == *" $1 "* ]]; then
+    if [ "${SLOW:-0}" = 1 ] && [[ " switchyard switchyard-bare switchyard-pgo litellm " == *" $1 "* ]]; then
         echo gpt-4o-slow
     else
         echo gpt-4o
@@ -285,6 +294,7 @@ pid_of() {
     nginx) echo "$NGINX_PROXY_PID" ;;
     switchyard) echo "$SWITCHYARD_PID" ;;
     switchyard-bare) echo "$SWITCHYARD_BARE_PID" ;;
+    switchyard-pgo) echo "$SWITCHYARD_PGO_PID" ;;
     hyper-floor) echo "$FLOOR_PID" ;;
     litellm) echo "$LITELLM_PID" ;;
     *) echo "" ;;
