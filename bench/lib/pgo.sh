@@ -52,7 +52,7 @@ ensure_switchyard_pgo() {
 # pgo_train BINARY: runs the instrumented BINARY under the training traffic; each
 # run ends with SIGTERM, on which Switchyard exits normally and writes its profile.
 pgo_train() {
-    local binary=$1 body name flaky policies pid
+    local binary=$1 body run name flaky policies pid
     body=$(request_body gpt-4o)
     start_upstream
     for run in "chain 0 chain" "bare 0 none" "fallback 1 chain"; do
