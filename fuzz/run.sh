@@ -7,9 +7,9 @@
 # Environment:
 #   FUZZ_SECONDS    seconds per target (default 60)
 #   FUZZ_SANITIZER  cargo-fuzz sanitizer: none (default) or address (needs nightly)
-#   FUZZ_TOOLCHAIN  rustup toolchain (default: nightly when it is installed, else
-#                   stable with RUSTC_BOOTSTRAP=1, which enables the -Z flags
-#                   cargo-fuzz passes)
+#   FUZZ_TOOLCHAIN  rustup toolchain (default: the release ../rust-toolchain.toml
+#                   pins, with RUSTC_BOOTSTRAP=1, which enables the -Z flags
+#                   cargo-fuzz passes; a nightly with wasm32-wasip2 for ASan)
 #
 # The committed seeds in corpus/<target>/ are read, never written: new inputs go
 # to target/corpus/<target>/, crashes to artifacts/<target>/. The script prints
@@ -25,14 +25,11 @@ if ! command -v cargo-fuzz >/dev/null; then
 fi
 toolchain="${FUZZ_TOOLCHAIN:-}"
 if [[ -z "$toolchain" ]]; then
-    # The build script builds the policies for wasm32-wasip2: the toolchain
-    # needs that target too.
-    if rustup +nightly target list --installed 2>/dev/null | grep -q wasm32-wasip2; then
-        toolchain=nightly
-    else
-        toolchain=stable
-        export RUSTC_BOOTSTRAP=1
-    fi
+    # The release the workspace pins (wasmtime needs a recent one, and the
+    # build script builds the policies with its wasm32-wasip2 target), with
+    # RUSTC_BOOTSTRAP=1 for cargo-fuzz's -Z flags.
+    toolchain=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' ../rust-toolchain.toml)
+    export RUSTC_BOOTSTRAP=1
 fi
 
 targets=("$@")

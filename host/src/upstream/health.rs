@@ -199,7 +199,7 @@ impl AtomicF64 {
     fn ewma(&self, sample: f64, alpha: f64) {
         let _ = self
             .0
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+            .try_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
                 let old = f64::from_bits(bits);
                 Some((old + alpha * (sample - old)).to_bits())
             });
