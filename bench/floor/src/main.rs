@@ -28,8 +28,13 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
+/// Switchyard's own allocator, from its source, so the floor pays what
+/// Switchyard pays per allocation.
+#[path = "../../../host/src/allocator.rs"]
+mod allocator;
+
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::MiMalloc = allocator::MiMalloc;
 
 /// The one upstream and its idle keep-alive connections (most recent last).
 struct Upstream {
