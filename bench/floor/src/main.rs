@@ -1,6 +1,6 @@
 //! `hyper-floor`: the cheapest HTTP/1.1 reverse proxy that can be built on the
 //! stack Switchyard is built on (hyper 1 server and client, tokio's
-//! multi-threaded runtime, mimalloc). The benchmark runs it beside Switchyard to
+//! multi-threaded runtime, Switchyard's mimalloc allocator). The benchmark runs it beside Switchyard to
 //! split Switchyard's cost into what the stack itself takes and what
 //! Switchyard adds on top (routing, policies, auth, metrics, fallback).
 //!
