@@ -10,11 +10,13 @@
 //! 300 instructions instead of `malloc`'s refill (upstream:
 //! purpleprotocol/mimalloc_rust#170).
 //!
-//! Any `mi_malloc` block of at least 16 bytes is 16-aligned, and a smaller one
-//! is aligned to its size class (8), as C requires of `malloc`. So requests
-//! with an alignment of at most 16 that is no larger than their size go to
-//! `mi_malloc`, `mi_zalloc` and `mi_realloc`: the rule Rust's own `System`
-//! allocator applies to `malloc`. Larger alignments keep the aligned calls.
+//! A `mi_malloc` block is 16-aligned when it is at least 16 bytes long (size
+//! classes above 8 bytes are multiples of 16, and mimalloc asserts the
+//! alignment in `mi_page_malloc_zero`) and 8-aligned otherwise, as C requires
+//! of `malloc`. So requests with an alignment of at most 16 that is no larger
+//! than their size go to `mi_malloc`, `mi_zalloc` and `mi_realloc`: the rule
+//! Rust's own `System` allocator applies to `malloc`. Larger alignments keep
+//! the aligned calls, and `mi_free` takes blocks from either.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::c_void;

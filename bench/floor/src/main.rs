@@ -1,8 +1,9 @@
 //! `hyper-floor`: the cheapest HTTP/1.1 reverse proxy that can be built on the
 //! stack Switchyard is built on (hyper 1 server and client, tokio's
-//! multi-threaded runtime, Switchyard's mimalloc allocator). The benchmark runs it beside Switchyard to
-//! split Switchyard's cost into what the stack itself takes and what
-//! Switchyard adds on top (routing, policies, auth, metrics, fallback).
+//! multi-threaded runtime, Switchyard's mimalloc allocator). The benchmark runs
+//! it beside Switchyard to split Switchyard's cost into what the stack itself
+//! takes and what Switchyard adds on top (routing, policies, auth, metrics,
+//! fallback).
 //!
 //! It does only what any proxy must: forward each request to one upstream over
 //! a pooled keep-alive connection, with the upstream's `Host`, and send the
