@@ -42,7 +42,8 @@ fn malloc_suffices(size: usize, align: usize) -> bool {
 unsafe impl GlobalAlloc for MiMalloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: mimalloc's allocation calls accept any size and alignment.
+        // SAFETY: mimalloc's allocation calls accept any size and any
+        // power-of-two alignment, which every `Layout` has.
         unsafe {
             if malloc_suffices(layout.size(), layout.align()) {
                 mi::mi_malloc(layout.size()).cast()
