@@ -89,8 +89,8 @@ unsafe impl GlobalAlloc for MiMalloc {
 mod tests {
     use super::*;
 
-    /// Blocks of every size and alignment the plain path serves, and some it
-    /// does not, come back aligned, writable and reallocatable.
+    /// Blocks of sizes and alignments on both paths (plain and aligned) come
+    /// back aligned, writable, reallocatable and, when asked, zeroed.
     #[test]
     fn blocks_honour_their_alignment() {
         let alloc = MiMalloc;
