@@ -166,7 +166,10 @@ pub async fn execute(attempt: Attempt<'_>) -> Executed {
                             } else {
                                 ("success", AttemptOutcome::Success)
                             };
-                            upstream.health.record(outcome.1, sent.elapsed());
+                            let now = Instant::now();
+                            upstream
+                                .health
+                                .record_at(outcome.1, now - sent, now.into_std());
                             attempt.metrics.attempt(&upstream.name, outcome.0);
                             return Executed {
                                 attempts: index as u32 + 1,
@@ -175,7 +178,7 @@ pub async fn execute(attempt: Attempt<'_>) -> Executed {
                                     parts,
                                     first,
                                     body,
-                                    time_to_first_byte: attempt.started.elapsed(),
+                                    time_to_first_byte: now - attempt.started,
                                 }),
                             };
                         }
@@ -183,7 +186,10 @@ pub async fn execute(attempt: Attempt<'_>) -> Executed {
                 }
             }
         };
-        upstream.health.record(failure.health(), sent.elapsed());
+        let now = Instant::now();
+        upstream
+            .health
+            .record_at(failure.health(), now - sent, now.into_std());
         attempt.metrics.attempt(&upstream.name, failure.label());
         tracing::debug!(
             request_id = attempt.request_id,

@@ -121,14 +121,17 @@ impl Chain {
         let mut current = candidates;
         let mut retry_on = RetryOn::all();
         let mut reasons = Vec::with_capacity(self.stages.len());
+        // One clock read a stage: each stage starts when the one before ended.
+        let mut started = Instant::now();
         for stage in &self.stages {
-            let started = Instant::now();
-            let result = stage.decide_indexed(req, catalog, &current).await;
+            let result = stage.decide_indexed(req, catalog, &current, started).await;
+            let ended = Instant::now();
             observer.stage_finished(
                 stage,
-                started.elapsed(),
+                ended - started,
                 result.as_ref().err().map(|e| e.kind),
             );
+            started = ended;
             match result {
                 Ok((Decision::Route(plan), positions)) => {
                     current = pick(current, &positions);

@@ -188,28 +188,31 @@ impl Policy {
         catalog: &Arc<Catalog>,
         candidates: &[Candidate],
     ) -> Result<Decision, PolicyError> {
-        self.decide_indexed(req, catalog, candidates)
+        self.decide_indexed(req, catalog, candidates, Instant::now())
             .await
             .map(|(decision, _)| decision)
     }
 
-    /// [`Policy::decide`], also returning for a route the position in
+    /// [`Policy::decide`] for a call that began at `started` (the deadline
+    /// runs from then), also returning for a route the position in
     /// `candidates` of each target, in plan order.
     pub(crate) async fn decide_indexed(
         &self,
         req: &Arc<Request>,
         catalog: &Arc<Catalog>,
         candidates: &[Candidate],
+        started: Instant,
     ) -> Result<(Decision, Vec<usize>), PolicyError> {
-        let deadline = Instant::now() + self.settings.deadline;
+        let deadline = started + self.settings.deadline;
         let _running = self.start_call(deadline).await?;
         let _ticking = self.compiled.engine.ticking();
         let mut instance = self.checkout_for(catalog, deadline).await?;
         instance.store.data_mut().set_call(req.clone(), candidates);
-        let wire: Vec<_> = candidates.iter().map(Candidate::wire).collect();
+        instance.wire.clear();
+        instance.wire.extend(candidates.iter().map(Candidate::wire));
         let called = instance
             .exports
-            .call_decide(&mut instance.store, request::handle(), &wire)
+            .call_decide(&mut instance.store, request::handle(), &instance.wire)
             .await
             .map_err(CallFailure::Wasm);
         instance.store.data_mut().end_call();
@@ -335,6 +338,7 @@ impl Policy {
                 store,
                 exports,
                 uses: 0,
+                wire: Vec::new(),
             }),
             Err(failure) => {
                 let err = self.classify(&store, failure, "instantiating: ");

@@ -21,6 +21,8 @@ pub struct Instance {
     pub exports: bindings::Policy,
     /// Calls served so far.
     pub uses: u64,
+    /// The candidate list `decide` passes, kept to be refilled by the next call.
+    pub wire: Vec<bindings::switchyard::policy::types::Candidate>,
 }
 
 /// How a policy's instances have been used; for tests and metrics.
