@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use switchyard::config::{EngineConfig, Isolation};
 use switchyard::guests::EXAMPLES;
-use switchyard::policy::types::{Candidate, Health, LiveState, Offer, ProviderKind, Request};
+use switchyard::policy::types::{
+    Candidate, Headers, Health, LiveState, Offer, ProviderKind, Request,
+};
 use switchyard::policy::{Catalog, Chain, Policy, PolicyEngine, PolicySettings, PolicySpec};
 
 /// Individually timed calls per warm case (and per fresh case, fewer).
@@ -39,14 +41,17 @@ const TIMED_FRESH_SLOW: usize = 2_000;
 const OTHER_LANGUAGES: [&str; 3] = ["compliance-js", "compliance-py", "compliance-c"];
 
 fn request() -> Arc<Request> {
-    let mut headers = http::HeaderMap::new();
+    let mut headers = Headers::default();
     for (name, value) in [
         ("content-type", "application/json"),
         ("user-agent", "OpenAI/Python 1.54.0"),
         ("accept", "application/json"),
         ("x-data-residency", "eu"),
     ] {
-        headers.append(name, value.parse().expect("a header value"));
+        headers.append(
+            http::HeaderName::from_static(name),
+            value.parse().expect("a header value"),
+        );
     }
     for i in 0..16 {
         let name = http::HeaderName::try_from(format!("x-stainless-header-{i}")).expect("a name");
@@ -396,7 +401,7 @@ fn diagnostics(c: &mut Criterion) {
     let rt = runtime();
     let policy = load(&engine, "cost", example("cost"), Isolation::Pooled);
     let small_req = Arc::new(Request {
-        headers: http::HeaderMap::new(),
+        headers: Headers::default(),
         labels: Vec::new(),
         ..(*request()).clone()
     });

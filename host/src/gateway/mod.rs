@@ -35,7 +35,7 @@ use self::outcome::{Ending, OutcomeSink, PendingOutcome};
 use self::request_view::{BodyError, RequestView, read_bounded};
 use self::response::{GatewayBody, GatewayError, Stamp, is_hop_by_hop, stamp};
 use crate::admin::Metrics;
-use crate::policy::types::{Request as PolicyRequest, RetryOn};
+use crate::policy::types::{Headers, Request as PolicyRequest, RetryOn};
 use crate::policy::{ChainOutcome, Policy, PolicyErrorKind, StageObserver};
 use crate::provider::Operation;
 use crate::snapshot::{Serving, Snapshot};
@@ -394,10 +394,8 @@ fn policy_request(
 
 /// The client's headers as policies see them: without credentials, in the
 /// client's order. Names and values are shared with the request, not copied.
-fn policy_headers(client: &HeaderMap) -> HeaderMap {
-    // Rebuilt rather than cloned and pruned: removing from a header map moves
-    // its last entry into the gap, and the contract promises the client's order.
-    let mut headers = HeaderMap::with_capacity(client.len());
+fn policy_headers(client: &HeaderMap) -> Headers {
+    let mut headers = Headers::with_capacity(client.len());
     for (name, value) in client {
         if !CREDENTIAL_HEADERS.contains(name) {
             headers.append(name.clone(), value.clone());

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use http::HeaderMap;
+use http::{HeaderName, HeaderValue};
 use wasmtime::component::Resource;
 
 use super::bindings::switchyard::policy::types::{self, Header, Label, LiveState};
@@ -31,10 +31,9 @@ pub struct Request {
     pub streaming: bool,
     /// The tenant of the authenticated client, if client auth is on.
     pub tenant: Option<String>,
-    /// Client headers, minus credentials. Kept as the gateway received them
-    /// (values are shared, not copied); a value that is not visible ASCII is
-    /// invisible to policies.
-    pub headers: HeaderMap,
+    /// Client headers, minus credentials, in the order they came; a value that
+    /// is not visible ASCII is invisible to policies.
+    pub headers: Headers,
     /// Size of the request body in bytes.
     pub body_bytes: u64,
     /// Estimated input tokens.
@@ -50,14 +49,10 @@ pub struct Request {
 impl Request {
     /// The first value of header `name` (any case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get_all(name)
-            .iter()
-            .find_map(|value| value.to_str().ok())
+        self.headers.get(name)
     }
 
-    /// Every header as (lower-case name, value), in the order the map keeps
-    /// them (the values of a repeated name together).
+    /// Every header as (lower-case name, value), in the order they came.
     pub fn header_list(&self) -> Vec<Header> {
         self.headers
             .iter()
@@ -73,6 +68,57 @@ impl Request {
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A request's headers as policies see them: (name, value) pairs in the order
+/// the client sent them, names lower-case as `http` keeps them.
+///
+/// A list rather than a [`http::HeaderMap`]: the gateway builds one for every
+/// request and a policy looks up a header or two, so pushing pairs (which
+/// share the request's bytes) beats hashing each name into a map, and the
+/// list keeps the client's order exactly, repeated names included.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Headers(Vec<(HeaderName, HeaderValue)>);
+
+impl Headers {
+    /// An empty list with room for `capacity` headers.
+    pub fn with_capacity(capacity: usize) -> Headers {
+        Headers(Vec::with_capacity(capacity))
+    }
+
+    /// Adds a header after the others.
+    pub fn append(&mut self, name: HeaderName, value: HeaderValue) {
+        self.0.push((name, value));
+    }
+
+    /// The first value of header `name` (any case) that is visible ASCII.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .filter(|(have, _)| have.as_str().eq_ignore_ascii_case(name))
+            .find_map(|(_, value)| value.to_str().ok())
+    }
+
+    /// The headers in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.0.iter().map(|(name, value)| (name, value))
+    }
+
+    /// How many headers there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<(HeaderName, HeaderValue)> for Headers {
+    fn from_iter<I: IntoIterator<Item = (HeaderName, HeaderValue)>>(pairs: I) -> Headers {
+        Headers(pairs.into_iter().collect())
     }
 }
 
@@ -180,11 +226,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn header_lookup_ignores_case_and_takes_the_first() {
-        let mut headers = HeaderMap::new();
-        headers.append("x-data-residency", "eu".parse().unwrap());
-        headers.append("x-data-residency", "us".parse().unwrap());
-        headers.append("x-opaque", http::HeaderValue::from_bytes(b"\xff").unwrap());
+    fn header_lookup_ignores_case_and_the_list_keeps_the_clients_order() {
+        let name = |n: &'static str| HeaderName::from_static(n);
+        let headers = Headers::from_iter([
+            (name("x-data-residency"), HeaderValue::from_static("eu")),
+            (name("accept"), HeaderValue::from_static("*/*")),
+            (name("x-data-residency"), HeaderValue::from_static("us")),
+            (name("x-opaque"), HeaderValue::from_bytes(b"\xff").unwrap()),
+        ]);
         let req = Request {
             headers,
             labels: vec![("team".into(), "search".into())],
@@ -198,6 +247,7 @@ mod tests {
             req.header_list(),
             vec![
                 ("x-data-residency".to_owned(), "eu".to_owned()),
+                ("accept".to_owned(), "*/*".to_owned()),
                 ("x-data-residency".to_owned(), "us".to_owned()),
             ]
         );

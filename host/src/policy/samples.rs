@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::catalog::Catalog;
-use super::types::{Candidate, Health, LiveState, Offer, ProviderKind, Request};
+use super::types::{Candidate, Headers, Health, LiveState, Offer, ProviderKind, Request};
 
 /// A chat request for `gpt-4o` with a few ordinary headers and no tenant.
 pub fn request() -> Request {
@@ -15,7 +15,7 @@ pub fn request() -> Request {
         model: "gpt-4o".to_owned(),
         streaming: false,
         tenant: None,
-        headers: http::HeaderMap::from_iter([
+        headers: Headers::from_iter([
             (
                 http::header::CONTENT_TYPE,
                 http::HeaderValue::from_static("application/json"),
