@@ -251,7 +251,7 @@ impl Gateway {
         for name in hop {
             parts.headers.remove(name);
         }
-        stamp(&mut parts.headers, &ctx.stamp(Some(&upstream.name)));
+        stamp(&mut parts.headers, &ctx.stamp(upstream.stamp.as_ref()));
         let sse = parts
             .headers
             .get(http::header::CONTENT_TYPE)
@@ -299,13 +299,12 @@ struct RequestContext {
 }
 
 impl RequestContext {
-    fn stamp<'a>(&'a self, upstream: Option<&'a str>) -> Stamp<'a> {
+    fn stamp<'a>(&'a self, upstream: Option<&'a HeaderValue>) -> Stamp<'a> {
         Stamp {
             request_id: &self.request_id,
             policy: self
                 .route
-                .map(|i| self.snapshot.routes[i].chain.header_value())
-                .filter(|v| !v.is_empty()),
+                .and_then(|i| self.snapshot.routes[i].chain.stamp()),
             upstream,
             attempts: self.attempts,
         }

@@ -150,15 +150,16 @@ impl GatewayError {
     }
 }
 
-/// What the gateway reports about a request in response headers.
+/// What the gateway reports about a request in response headers. The chain and
+/// upstream values are made once per snapshot, so stamping copies nothing.
 #[derive(Debug, Default)]
 pub struct Stamp<'a> {
     /// The request id.
     pub request_id: &'a str,
-    /// The chain as `name@hash8,…`, when a route matched.
-    pub policy: Option<&'a str>,
+    /// The chain as `name@hash8,…`, when a route with policies matched.
+    pub policy: Option<&'a HeaderValue>,
     /// The upstream that served the response.
-    pub upstream: Option<&'a str>,
+    pub upstream: Option<&'a HeaderValue>,
     /// Upstream attempts made.
     pub attempts: u32,
 }
@@ -168,13 +169,22 @@ pub fn stamp(headers: &mut HeaderMap, stamp: &Stamp<'_>) {
     if let Ok(value) = HeaderValue::from_str(stamp.request_id) {
         headers.insert(REQUEST_ID_HEADER, value);
     }
-    if let Some(policy) = stamp.policy.and_then(|p| HeaderValue::from_str(p).ok()) {
-        headers.insert(POLICY_HEADER, policy);
+    if let Some(policy) = stamp.policy {
+        headers.insert(POLICY_HEADER, policy.clone());
     }
-    if let Some(upstream) = stamp.upstream.and_then(|u| HeaderValue::from_str(u).ok()) {
-        headers.insert(UPSTREAM_HEADER, upstream);
+    if let Some(upstream) = stamp.upstream {
+        headers.insert(UPSTREAM_HEADER, upstream.clone());
     }
-    headers.insert(ATTEMPTS_HEADER, HeaderValue::from(stamp.attempts));
+    headers.insert(ATTEMPTS_HEADER, count_value(stamp.attempts));
+}
+
+/// `n` as a header value; the small counts every response carries are static.
+fn count_value(n: u32) -> HeaderValue {
+    const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match DIGITS.get(n as usize) {
+        Some(digit) => HeaderValue::from_static(digit),
+        None => HeaderValue::from(n),
+    }
 }
 
 /// Headers that describe one hop and must not be forwarded either way.
@@ -204,6 +214,13 @@ mod tests {
         assert_eq!(json["error"]["code"], "residency_violation");
         assert_eq!(json["error"]["message"], "EU only");
         assert_eq!(json["error"]["type"], "permission_error");
+    }
+
+    #[test]
+    fn counts_read_the_same_static_or_formatted() {
+        for n in [0, 1, 9, 10, 11, 4_000_000_000] {
+            assert_eq!(count_value(n), n.to_string().as_str(), "{n}");
+        }
     }
 
     #[test]

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use http::HeaderValue;
+
 use crate::config::OnError;
 
 use super::error::{PolicyError, PolicyErrorKind};
@@ -86,6 +88,8 @@ pub enum ChainOutcome {
 pub struct Chain {
     stages: Vec<Arc<Policy>>,
     header: String,
+    /// `header` as a header value; `None` for an empty chain.
+    stamp: Option<HeaderValue>,
 }
 
 impl Chain {
@@ -97,7 +101,15 @@ impl Chain {
             .map(|p| format!("{}@{}", p.name(), p.hash8()))
             .collect::<Vec<_>>()
             .join(",");
-        Chain { stages, header }
+        // Policy names and hashes are visible ASCII, so the value always parses.
+        let stamp = (!header.is_empty())
+            .then(|| HeaderValue::from_str(&header).ok())
+            .flatten();
+        Chain {
+            stages,
+            header,
+            stamp,
+        }
     }
 
     /// The stages, in order.
@@ -108,6 +120,12 @@ impl Chain {
     /// `name@hash8,name@hash8`: the `x-switchyard-policy` header; empty for an empty chain.
     pub fn header_value(&self) -> &str {
         &self.header
+    }
+
+    /// [`Chain::header_value`] made into a header value once; `None` for an
+    /// empty chain.
+    pub fn stamp(&self) -> Option<&HeaderValue> {
+        self.stamp.as_ref()
     }
 
     /// Runs the chain for one request; `candidates` are numbered against `catalog`.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use http::HeaderValue;
 use sha2::{Digest, Sha256};
 
 use super::{LoadedPolicy, Serving, Snapshot, UpstreamEntry};
@@ -137,6 +138,7 @@ impl SnapshotBuilder<'_> {
             }
             upstreams.push(UpstreamEntry {
                 name: up.name.as_str().into(),
+                stamp: HeaderValue::from_str(&up.name).ok(),
                 provider,
                 adapter,
                 health: self.health.get_or_create(&up.name),

@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use http::HeaderValue;
+
 pub use build::{EnvLookup, SnapshotBuilder, SnapshotError};
 pub use reload::{Attempt, ReloadReport, Reloader};
 pub use watch::{FileWatch, WatchSettings};
@@ -51,6 +53,8 @@ pub struct Snapshot {
 pub struct UpstreamEntry {
     /// Config name.
     pub name: Arc<str>,
+    /// `name` as the `x-switchyard-upstream` header value.
+    pub stamp: Option<HeaderValue>,
     /// Provider kind policies see (a mock's `simulates` kind).
     pub provider: ProviderKind,
     /// Builds and sends the provider's wire requests.
