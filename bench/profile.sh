@@ -5,9 +5,11 @@
 #   BENCH_PROFILER=callgrind bench/profile.sh  # instruction counts per request (stable on a noisy machine)
 #   BENCH_PROFILER=perf bench/profile.sh       # sampled CPU time under closed-loop load
 #   bench/profile.sh                           # both
+#   BENCH_PROFILER=wakeups bench/profile.sh    # kernel time split, floor vs no policies vs chain
 #
 # Output in target/bench/profile/: callgrind.out + callgrind-inclusive.txt /
-# callgrind-self.txt (callgrind_annotate), perf.data + perf-self.txt / perf-children.txt.
+# callgrind-self.txt (callgrind_annotate), perf.data + perf-self.txt / perf-children.txt,
+# wakeups.md.
 set -euo pipefail
 # shellcheck source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
@@ -79,6 +81,63 @@ run_perf() {
     perf report -i "$P/perf.data" --no-children --sort dso,symbol --stdio -g none \
         2>/dev/null | python3 "$BENCH_DIR/lib/perf_by_crate.py" >"$P/perf-by-crate.txt" || true
     log "perf: top self costs in $P/perf-self.txt, by crate in $P/perf-by-crate.txt"
+}
+
+# idle_entries: how many times the load generator's CPU has gone idle (cpuidle
+# states other than polling), or nothing when the kernel does not say.
+idle_entries() {
+    local dir=/sys/devices/system/cpu/cpu${CPU_LOAD:-0}/cpuidle state sum=0
+    [ "$PIN" = 1 ] && [ -d "$dir" ] || return 0
+    for state in "$dir"/state*; do
+        [ "$(cat "$state/name")" = POLL ] || sum=$((sum + $(cat "$state/usage")))
+    done
+    echo "$sum"
+}
+
+# run_wakeups: hyper-floor, Switchyard without policies and with the chain, each at
+# the same fixed rate (oha), under perf record with kernel call graphs. Splits CPU
+# per request into user time, the kernel's wake-ups of the socket's reader (the
+# load generator or the upstream, on the other CPU) and the rest of the kernel's
+# time, and counts how often the other CPU went idle.
+run_wakeups() {
+    command -v perf >/dev/null || { log "no perf: apt-get install linux-perf"; return 0; }
+    local rate=${BENCH_WAKEUP_RATE:-30000} seconds=${BENCH_PERF_SECONDS:-10} hz=4999
+    log "wakeups: $seconds s at $rate req/s for each of hyper-floor, switchyard-bare, switchyard"
+    start_floor
+    start_switchyard_bare
+    start_switchyard 0
+    {
+        echo "| gateway | requests | user µs | kernel µs: waking the reader | kernel µs: the rest | load CPU idle entries per request |"
+        echo "|---|---:|---:|---:|---:|---:|"
+    } >"$P/wakeups.md"
+    local sys
+    for sys in hyper-floor switchyard-bare switchyard; do
+        check_answer "$sys"
+        perf record -F "$hz" -g -o "$P/wakeups-$sys.data" -p "$(pid_of "$sys")" \
+            -- sleep "$((seconds + 1))" 2>>"$RUN/perf-record.log" &
+        local perf_pid=$! before after
+        sleep 0.5
+        before=$(idle_entries)
+        "${LOAD_CPU[@]}" "$OHA" --no-tui --output-format json -z "${seconds}s" -q "$rate" -c 64 \
+            --latency-correction -m POST -H "authorization: Bearer $CLIENT_KEY" \
+            -H 'content-type: application/json' -d "$(request_body "$(model_of "$sys")")" \
+            "$(url_of "$sys")" >"$RUN/wakeups-$sys.json"
+        after=$(idle_entries)
+        wait "$perf_pid" || true
+        local requests
+        requests=$(python3 -c 'import json,sys; print(sum(json.load(open(sys.argv[1]))["statusCodeDistribution"].values()))' "$RUN/wakeups-$sys.json")
+        perf script -i "$P/wakeups-$sys.data" -F ip,sym 2>/dev/null |
+            python3 "$BENCH_DIR/lib/wakeups.py" "$requests" "$hz" >"$RUN/wakeups-$sys.out"
+        python3 - "$sys" "$RUN/wakeups-$sys.out" "${before:-}" "${after:-}" >>"$P/wakeups.md" <<'PY'
+import json, sys
+name, out, before, after = sys.argv[1:5]
+d = json.load(open(out))
+idle = f"{(int(after) - int(before)) / max(d['requests'], 1):.3f}" if before and after else "–"
+print(f"| {name} | {d['requests']:,} | {d['user_us']} | {d['wakeup_us']} | {d['kernel_other_us']} | {idle} |")
+PY
+    done
+    log "wakeups: $P/wakeups.md"
+    cat "$P/wakeups.md" >&2
 }
 
 main() {
