@@ -392,7 +392,8 @@ fn policy_request(
 }
 
 /// The client's headers as policies see them: without credentials, in the
-/// client's order. Names and values are shared with the request, not copied.
+/// request map's order (names as they first came, a repeated name's values
+/// together). Names and values are shared with the request, not copied.
 fn policy_headers(client: &HeaderMap) -> Headers {
     let mut headers = Headers::with_capacity(client.len());
     for (name, value) in client {

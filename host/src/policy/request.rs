@@ -31,8 +31,9 @@ pub struct Request {
     pub streaming: bool,
     /// The tenant of the authenticated client, if client auth is on.
     pub tenant: Option<String>,
-    /// Client headers, minus credentials, in the order they came; a value that
-    /// is not visible ASCII is invisible to policies.
+    /// Client headers, minus credentials, in the order they came (a repeated
+    /// name's values together); a value that is not visible ASCII is invisible
+    /// to policies.
     pub headers: Headers,
     /// Size of the request body in bytes.
     pub body_bytes: u64,
@@ -52,7 +53,7 @@ impl Request {
         self.headers.get(name)
     }
 
-    /// Every header as (lower-case name, value), in the order they came.
+    /// Every header as (lower-case name, value), in the list's order.
     pub fn header_list(&self) -> Vec<Header> {
         self.headers
             .iter()
@@ -71,13 +72,15 @@ impl Request {
     }
 }
 
-/// A request's headers as policies see them: (name, value) pairs in the order
-/// the client sent them, names lower-case as `http` keeps them.
+/// A request's headers as policies see them: (name, value) pairs in order,
+/// names lower-case as `http` keeps them.
 ///
 /// A list rather than a [`http::HeaderMap`]: the gateway builds one for every
 /// request and a policy looks up a header or two, so pushing pairs (which
-/// share the request's bytes) beats hashing each name into a map, and the
-/// list keeps the client's order exactly, repeated names included.
+/// share the request's bytes) beats hashing each name into a map. The list
+/// keeps the order it is given; the gateway fills it from hyper's header map,
+/// which keeps names in the order they first came and a repeated name's values
+/// together.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Headers(Vec<(HeaderName, HeaderValue)>);
 
@@ -226,7 +229,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn header_lookup_ignores_case_and_the_list_keeps_the_clients_order() {
+    fn header_lookup_ignores_case_and_the_list_keeps_its_order() {
         let name = |n: &'static str| HeaderName::from_static(n);
         let headers = Headers::from_iter([
             (name("x-data-residency"), HeaderValue::from_static("eu")),
