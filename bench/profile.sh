@@ -124,17 +124,11 @@ run_wakeups() {
             "$(url_of "$sys")" >"$RUN/wakeups-$sys.json"
         after=$(idle_entries)
         wait "$perf_pid" || true
-        local requests
+        local requests idle=
         requests=$(python3 -c 'import json,sys; print(sum(json.load(open(sys.argv[1]))["statusCodeDistribution"].values()))' "$RUN/wakeups-$sys.json")
+        [ -n "$before" ] && [ -n "$after" ] && idle=$((after - before))
         perf script -i "$P/wakeups-$sys.data" -F ip,sym 2>/dev/null |
-            python3 "$BENCH_DIR/lib/wakeups.py" "$requests" "$hz" >"$RUN/wakeups-$sys.out"
-        python3 - "$sys" "$RUN/wakeups-$sys.out" "${before:-}" "${after:-}" >>"$P/wakeups.md" <<'PY'
-import json, sys
-name, out, before, after = sys.argv[1:5]
-d = json.load(open(out))
-idle = f"{(int(after) - int(before)) / max(d['requests'], 1):.3f}" if before and after else "–"
-print(f"| {name} | {d['requests']:,} | {d['user_us']} | {d['wakeup_us']} | {d['kernel_other_us']} | {idle} |")
-PY
+            python3 "$BENCH_DIR/lib/wakeups.py" "$sys" "$requests" "$hz" ${idle:+"$idle"} >>"$P/wakeups.md"
     done
     log "wakeups: $P/wakeups.md"
     cat "$P/wakeups.md" >&2

@@ -2,20 +2,22 @@
 of the peer on a socket write, and the rest of the kernel's time.
 
 Reads `perf script -F ip,sym` output (one call stack per sample, leaf first,
-blank line between samples) on stdin; argv: requests served, sampling
-frequency in Hz. Prints one JSON object with microseconds per request.
+blank line between samples) on stdin; argv: the gateway's name, requests
+served, sampling frequency in Hz and, if known, how many times the load CPU
+went idle meanwhile. Prints one row of `profile.sh`'s wakeups table, in
+microseconds per request.
 
 A sample is kernel time when its leaf frame is a kernel address, and a wake-up
 when `sock_def_readable` (which wakes a socket's reader) is on its stack.
 """
-import json
 import sys
 
 KERNEL = 0xFFFF800000000000
 
 
 def main() -> None:
-    requests, hz = int(sys.argv[1]), float(sys.argv[2])
+    name, requests, hz = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    idle = sys.argv[4] if len(sys.argv) > 4 else ""
     total = kernel = wakeups = 0
     stack: list[tuple[int, str]] = []
 
@@ -46,14 +48,11 @@ def main() -> None:
     def per_request(samples: int) -> float:
         return round(samples / hz / max(requests, 1) * 1e6, 2)
 
-    print(json.dumps({
-        "requests": requests,
-        "samples": total,
-        "user_us": per_request(total - kernel),
-        "kernel_us": per_request(kernel),
-        "wakeup_us": per_request(wakeups),
-        "kernel_other_us": per_request(kernel - wakeups),
-    }))
+    idle_per_request = f"{int(idle) / max(requests, 1):.3f}" if idle else "–"
+    print(
+        f"| {name} | {requests:,} | {per_request(total - kernel)} | "
+        f"{per_request(wakeups)} | {per_request(kernel - wakeups)} | {idle_per_request} |"
+    )
 
 
 if __name__ == "__main__":
