@@ -197,6 +197,13 @@ async fn an_infinite_loop_ends_at_its_deadline() {
     assert_mode_fails("loop", &[], PolicyErrorKind::Deadline).await;
 }
 
+/// A guest waiting in WASI (an hour's sleep) runs no code for the epoch
+/// deadline to stop: the host's timer ends the call at its deadline instead.
+#[tokio::test]
+async fn a_sleep_in_wasi_ends_at_its_deadline() {
+    assert_mode_fails("sleep", &[], PolicyErrorKind::Deadline).await;
+}
+
 /// The epoch ticker parks while no policy runs; the first call after a quiet
 /// spell must wake it, or a loop would never be stopped.
 #[tokio::test]
@@ -389,10 +396,9 @@ async fn a_policy_reads_each_candidates_live_state_on_request() {
     assert_eq!(plan.reason, "1:1:40.5 2:3:0 0:5:100 unknown:none");
 }
 
-#[tokio::test]
-async fn a_trapping_observe_is_a_trap_and_a_quiet_one_succeeds() {
-    let engine = engine();
-    let outcome = Outcome {
+/// A finished request, as the gateway reports it to `observe`.
+fn outcome() -> Outcome {
+    Outcome {
         request_id: "req-1".into(),
         route: "chat".into(),
         tenant: None,
@@ -405,7 +411,13 @@ async fn a_trapping_observe_is_a_trap_and_a_quiet_one_succeeds() {
         tokens_in: 10,
         tokens_out: 20,
         cost_usd: 0.001,
-    };
+    }
+}
+
+#[tokio::test]
+async fn a_trapping_observe_is_a_trap_and_a_quiet_one_succeeds() {
+    let engine = engine();
+    let outcome = outcome();
     let policy = hostile(&engine, "observe-trap", settings());
     assert!(policy.observes());
     let err = policy.observe(&outcome).await.unwrap_err();
@@ -428,6 +440,18 @@ async fn a_trapping_observe_is_a_trap_and_a_quiet_one_succeeds() {
     assert_eq!(cost.pool_stats(), used, "no instance was checked out");
     // The same code with another config is another policy, which asks again.
     assert!(cost.with_config(BTreeMap::new()).observes());
+}
+
+/// `observe` runs under the same deadline as `decide`, also when the guest
+/// waits in WASI: a sleeping `observe` must not hold the observe worker.
+#[tokio::test]
+async fn a_sleeping_observe_ends_at_its_deadline() {
+    let policy = hostile(&engine(), "observe-sleep", settings());
+    let started = Instant::now();
+    let err = policy.observe(&outcome()).await.unwrap_err();
+    assert_eq!(err.kind, PolicyErrorKind::Deadline, "{err}");
+    assert!(started.elapsed() < settings().deadline + MARGIN);
+    assert_eq!(policy.pool_stats().discarded, 1);
 }
 
 /// A looping policy yields to the runtime every epoch tick: on a

@@ -6,6 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
@@ -210,11 +211,10 @@ impl Policy {
         instance.store.data_mut().set_call(req.clone(), candidates);
         instance.wire.clear();
         instance.wire.extend(candidates.iter().map(Candidate::wire));
-        let called = instance
+        let call = instance
             .exports
-            .call_decide(&mut instance.store, request::handle(), &instance.wire)
-            .await
-            .map_err(CallFailure::Wasm);
+            .call_decide(&mut instance.store, request::handle(), &instance.wire);
+        let called = run_until(deadline, call).await;
         instance.store.data_mut().end_call();
         let decision = match called {
             Ok(decision) => decision,
@@ -249,11 +249,8 @@ impl Policy {
         let deadline = Instant::now() + self.settings.deadline;
         let _ticking = self.compiled.engine.ticking();
         let mut instance = self.checkout(deadline).await?;
-        let called = instance
-            .exports
-            .call_observe(&mut instance.store, outcome)
-            .await
-            .map_err(CallFailure::Wasm);
+        let call = instance.exports.call_observe(&mut instance.store, outcome);
+        let called = run_until(deadline, call).await;
         match called {
             Ok(()) => {
                 self.pool.give_back(instance);
@@ -429,20 +426,30 @@ fn arm(store: &mut Store<StoreState>, deadline: Instant) {
 enum CallFailure {
     /// The guest trapped or a host import failed.
     Wasm(wasmtime::Error),
-    /// The deadline passed while instantiation waited on the host (epoch
-    /// interruption only fires while guest code runs; calls never wait).
+    /// The deadline passed while the guest waited on the host: epoch
+    /// interruption only fires while guest code runs, and a guest can wait in
+    /// WASI (a sleep is a `wasi:io/poll` on a monotonic-clock pollable).
     TimedOut,
 }
 
-/// Runs instantiation, giving up at `deadline` even when it waits on the host.
-/// Calls need no timer: every host import is synchronous, so a call only ever
-/// waits in guest code, where the epoch callback ends it at its deadline.
+/// Runs a guest call or an instantiation, giving up at `deadline` even when it
+/// waits on the host. The future is dropped there, and the instance with it.
+///
+/// Most calls finish in their first poll. Only a guest that ran past an epoch
+/// tick (and yielded) or waits on the host is still pending after it, so only
+/// those calls arm the timer.
 async fn run_until<T>(
     deadline: Instant,
     call: impl Future<Output = wasmtime::Result<T>>,
 ) -> Result<T, CallFailure> {
-    match tokio::time::timeout_at(deadline.into(), call).await {
-        Ok(result) => result.map_err(CallFailure::Wasm),
-        Err(_) => Err(CallFailure::TimedOut),
-    }
+    let mut call = std::pin::pin!(call);
+    let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+    let result = match first {
+        Poll::Ready(result) => result,
+        Poll::Pending => match tokio::time::timeout_at(deadline.into(), call).await {
+            Ok(result) => result,
+            Err(_) => return Err(CallFailure::TimedOut),
+        },
+    };
+    result.map_err(CallFailure::Wasm)
 }

@@ -22,6 +22,12 @@ use super::types::Candidate;
 /// Longest log line a guest may write, in bytes; longer ones are cut.
 pub const MAX_LOG_BYTES: usize = 1024;
 
+/// Most host resources (WASI streams, pollables) one instance may hold at
+/// once. The memory cap counts only the guest's own memory, so a guest that
+/// never drops what it opens traps here instead of growing the host's heap
+/// (wasmtime's default allows a million entries).
+const MAX_TABLE_ENTRIES: usize = 10_000;
+
 /// Store data of one policy instance.
 pub struct StoreState {
     policy: Arc<str>,
@@ -68,7 +74,11 @@ impl StoreState {
             candidates: Vec::new(),
             catalog: None,
             ignores_outcomes,
-            table: ResourceTable::new(),
+            table: {
+                let mut table = ResourceTable::new();
+                table.set_max_capacity(MAX_TABLE_ENTRIES);
+                table
+            },
         }
     }
 }
