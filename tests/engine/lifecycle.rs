@@ -147,6 +147,39 @@ async fn counters_belong_to_the_policy_and_survive_reloads() {
     assert_eq!(engine.counters().get("budget", "hits"), 3);
 }
 
+/// A reload's checks (the canary and the recorded cases) run on counters of
+/// their own: they neither move a live budget nor depend on how far it went.
+/// Within one run of a case file, counters carry from case to case.
+#[tokio::test]
+async fn reload_checks_leave_the_live_counters_alone() {
+    let engine = engine();
+    let policy = counting(&engine, "budget");
+    policy
+        .decide(&request(), &catalog(), &candidates())
+        .await
+        .unwrap();
+    assert_eq!(engine.counters().get("budget", "hits"), 1);
+
+    switchyard::policy::cases::canary(&policy)
+        .await
+        .expect("the canary decides");
+    let file: switchyard::policy::cases::CaseFile = serde_json::from_value(serde_json::json!({
+        "candidates": [{"upstream": "a"}],
+        "cases": [
+            {"name": "first", "request": {"model": "gpt-4o"}, "expect": {"route": {"targets": []}}},
+            {"name": "second", "request": {"model": "gpt-4o"}, "expect": {"route": {"targets": []}}},
+        ],
+    }))
+    .expect("a case file");
+    let results = switchyard::policy::cases::run_cases(&policy, &file).await;
+    assert!(results.iter().all(|r| r.passed), "{results:?}");
+    assert_eq!(
+        engine.counters().get("budget", "hits"),
+        1,
+        "the checks moved the live counter"
+    );
+}
+
 #[tokio::test]
 async fn the_second_load_comes_from_the_disk_cache_and_a_corrupt_entry_is_rewritten() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::catalog::Catalog;
+use super::counters::{CounterStore, InMemoryCounters};
 use super::error::PolicyError;
 use super::json::{self, CandidateJson, DecisionJson, ExpectJson, RequestJson};
 use super::loaded::Policy;
@@ -112,22 +113,25 @@ impl fmt::Display for CaseResult {
 pub const CASE_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Runs every case of `file` against `policy`, in order. Each case runs on a
-/// fresh instance with its own config, so no guest state leaks between cases
-/// (counters are shared: they belong to the policy name), under the policy's
-/// deadline or [`CASE_DEADLINE`], whichever is longer.
+/// fresh instance with its own config, so no guest state leaks between cases,
+/// under the policy's deadline or [`CASE_DEADLINE`], whichever is longer.
+/// Counters start at zero for each run and carry over from one case to the
+/// next, so a file can walk a budget down case by case; the live counters are
+/// never read or moved.
 pub async fn run_cases(policy: &Policy, file: &CaseFile) -> Vec<CaseResult> {
     let mut results = Vec::with_capacity(file.cases.len());
     let settings = PolicySettings {
         deadline: policy.settings().deadline.max(CASE_DEADLINE),
         ..policy.settings().clone()
     };
+    let counters: Arc<dyn CounterStore> = Arc::new(InMemoryCounters::default());
     for case in &file.cases {
         let config = case.config.as_ref().unwrap_or(&file.config).clone();
         let (catalog, candidates) =
             json::candidates(case.candidates.as_ref().unwrap_or(&file.candidates));
         let request = Arc::new(case.request.clone().into());
         let decided = policy
-            .with_settings(settings.clone(), config)
+            .for_checks(settings.clone(), config, counters.clone())
             .decide(&request, &catalog, &candidates)
             .await;
         results.push(judge(case, &catalog, decided));
@@ -157,10 +161,13 @@ fn judge(case: &Case, catalog: &Catalog, decided: Result<Decision, PolicyError>)
 
 /// One `decide` on the built-in sample request and candidates (see
 /// [`samples`]); the policy must return a valid decision. Run before a new
-/// policy version is installed; it also warms one instance.
+/// policy version is installed, on a copy with counters of its own (a reload
+/// must not move a live budget) and its own instance.
 pub async fn canary(policy: &Policy) -> Result<Decision, PolicyError> {
     let (catalog, candidates) = samples::candidates();
+    let counters: Arc<dyn CounterStore> = Arc::new(InMemoryCounters::default());
     policy
+        .for_checks(policy.settings().clone(), policy.config().clone(), counters)
         .decide(&Arc::new(samples::request()), &catalog, &candidates)
         .await
 }

@@ -15,6 +15,7 @@ use crate::config::Isolation;
 
 use super::bindings::PolicyPre;
 use super::catalog::Catalog;
+use super::counters::CounterStore;
 use super::engine::PolicyEngine;
 use super::error::{PolicyError, PolicyErrorKind};
 use super::pool::{Instance, InstancePool, PoolStats};
@@ -55,6 +56,9 @@ pub struct Policy {
     config: Arc<BTreeMap<String, String>>,
     memory_limit: u64,
     compiled: Arc<Compiled>,
+    /// Where `counter-add` and `counter-get` go: the engine's live counters,
+    /// or a scratch store for checks ([`Policy::for_checks`]).
+    counters: Arc<dyn CounterStore>,
     pool: InstancePool,
     /// Calls of this version running at once: half the cores (at least one), so
     /// a policy that spins to its deadline on every call can take at most half
@@ -78,11 +82,13 @@ impl Policy {
             hash,
             info,
         });
+        let counters = compiled.engine.counters().clone();
         Policy::build(
             spec.name.into(),
             spec.settings,
             Arc::new(spec.config),
             compiled,
+            counters,
         )
     }
 
@@ -91,6 +97,7 @@ impl Policy {
         settings: PolicySettings,
         config: Arc<BTreeMap<String, String>>,
         compiled: Arc<Compiled>,
+        counters: Arc<dyn CounterStore>,
     ) -> Arc<Policy> {
         let pool_size = match settings.isolation {
             Isolation::Pooled => settings.pool_size,
@@ -109,6 +116,7 @@ impl Policy {
             config,
             memory_limit,
             compiled,
+            counters,
         })
     }
 
@@ -120,11 +128,12 @@ impl Policy {
             self.settings.clone(),
             Arc::new(config),
             self.compiled.clone(),
+            self.counters.clone(),
         )
     }
 
     /// The same compiled policy with other settings and config, and a pool of
-    /// its own (used to run recorded cases under a test deadline).
+    /// its own (a reload that changed only the settings reuses the compiled code).
     pub fn with_settings(
         &self,
         settings: PolicySettings,
@@ -135,6 +144,25 @@ impl Policy {
             settings,
             Arc::new(config),
             self.compiled.clone(),
+            self.counters.clone(),
+        )
+    }
+
+    /// The same compiled policy with other settings, config and counters, and
+    /// a pool of its own: what a reload's canary and recorded cases run on, so
+    /// that a check neither reads nor moves the live counters.
+    pub fn for_checks(
+        &self,
+        settings: PolicySettings,
+        config: BTreeMap<String, String>,
+        counters: Arc<dyn CounterStore>,
+    ) -> Arc<Policy> {
+        Policy::build(
+            self.name.clone(),
+            settings,
+            Arc::new(config),
+            self.compiled.clone(),
+            counters,
         )
     }
 
@@ -315,7 +343,7 @@ impl Policy {
         let state = StoreState::new(
             self.name.clone(),
             self.config.clone(),
-            self.compiled.engine.counters().clone(),
+            self.counters.clone(),
             self.memory_limit,
             self.ignores_outcomes.clone(),
         );
