@@ -289,3 +289,36 @@ policies = ["router", "cheapest"]
     );
     gw.stop().await;
 }
+
+/// Editing only a policy's `tests` file reloads it and runs the cases again:
+/// a case the installed policy fails is reported, not ignored until the next
+/// change of the policy itself. The policy keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_case_file_is_checked_on_reload() {
+    let wasm = guest("azure-first");
+    let served = format!("router@{}", hash8(&std::fs::read(&wasm).unwrap()));
+    let fx = Fixture::start(
+        |root| std::fs::write(root.join("cases.json"), r#"{"cases": []}"#).unwrap(),
+        |url, root| {
+            config(url, &wasm.display().to_string(), &root.join("cache")).replace(
+                "deadline_ms = 2000\n",
+                "deadline_ms = 2000\ntests = \"cases.json\"\n",
+            )
+        },
+    )
+    .await;
+    fx.wait_serving(&served, PATIENCE).await;
+    let errors = fx.reloads("error").await;
+
+    // azure-first routes; this case expects a rejection, so it fails.
+    let failing = r#"{"candidates": [{"upstream": "primary"}],
+        "cases": [{"name": "must-reject", "request": {"model": "gpt-4o"},
+                   "expect": {"reject": {"status": 403, "code": "denied"}}}]}"#;
+    std::fs::write(fx.dir.path().join("cases.json"), failing).unwrap();
+    fx.wait_reload_errors_above(errors, PATIENCE).await;
+    let policies = fx.policies().await;
+    let error = policies["last_reload"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("must-reject"), "{policies}");
+    let (status, policy) = fx.request().await;
+    assert_eq!((status, policy.as_str()), (200, served.as_str()));
+}

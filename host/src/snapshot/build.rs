@@ -158,9 +158,6 @@ impl SnapshotBuilder<'_> {
             }
             _ => Catalog::new(offers),
         };
-        self.health
-            .retain(config.upstreams.iter().map(|u| u.name.as_str()));
-
         let mut routes = Vec::with_capacity(config.routes.len().max(1));
         for route in &config.routes {
             let stages = route
@@ -181,6 +178,10 @@ impl SnapshotBuilder<'_> {
         if routes.is_empty() {
             routes.push(Route::fallback());
         }
+        // Last, after every step that can fail: a refused snapshot must leave
+        // the live upstreams' health (cooldowns, latency) as it was.
+        self.health
+            .retain(config.upstreams.iter().map(|u| u.name.as_str()));
 
         Ok(Snapshot {
             generation,
@@ -219,7 +220,9 @@ impl SnapshotBuilder<'_> {
                 && previous.policy.config() == &pc.config
                 && previous.source == path;
             if same {
-                // Unchanged: the same policy, warm instances and all.
+                // Unchanged: the same policy, warm instances and all. Its
+                // recorded cases run again: the case file may have changed alone.
+                self.check_cases(config, pc, &previous.policy).await?;
                 return Ok(LoadedPolicy {
                     policy: previous.policy.clone(),
                     source: path,
@@ -274,13 +277,26 @@ impl SnapshotBuilder<'_> {
         pc: &PolicyConfig,
         policy: &Arc<Policy>,
     ) -> Result<(), SnapshotError> {
+        canary(policy)
+            .await
+            .map_err(|err| SnapshotError::PolicyCheck {
+                policy: pc.name.clone(),
+                message: format!("canary decision: {err}"),
+            })?;
+        self.check_cases(config, pc, policy).await
+    }
+
+    /// The policy's recorded cases (its `tests` file), when it has one.
+    async fn check_cases(
+        &self,
+        config: &Config,
+        pc: &PolicyConfig,
+        policy: &Arc<Policy>,
+    ) -> Result<(), SnapshotError> {
         let fail = |message: String| SnapshotError::PolicyCheck {
             policy: pc.name.clone(),
             message,
         };
-        canary(policy)
-            .await
-            .map_err(|err| fail(format!("canary decision: {err}")))?;
         let Some(tests) = &pc.tests else {
             return Ok(());
         };
