@@ -20,6 +20,8 @@ fn call_with_client_headers(model: &str) -> Call {
         .header("x-amz-date", "19700101T000000Z")
         .header("user-agent", "openai-python/1.0")
         .header("openai-beta", "assistants=v2")
+        .header("openai-organization", "org-client")
+        .header("openai-project", "proj-client")
 }
 
 /// No client credential reached the upstream, and the hop-by-hop and adapter-owned
@@ -34,6 +36,9 @@ fn assert_no_client_credentials(rec: &super::support::Recorded) {
     }
     assert!(rec.headers.get("cookie").is_none());
     assert!(rec.headers.get("proxy-authorization").is_none());
+    // The gateway's key decides the OpenAI account, not the client's SDK settings.
+    assert!(rec.headers.get("openai-organization").is_none());
+    assert!(rec.headers.get("openai-project").is_none());
     assert_ne!(rec.header("connection"), Some("close"));
     assert_ne!(rec.header("x-amz-date"), Some("19700101T000000Z"));
 }

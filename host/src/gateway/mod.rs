@@ -33,7 +33,7 @@ use tokio::time::Instant;
 use self::execute::{Attempt, Fallback, execute};
 use self::outcome::{Ending, OutcomeSink, PendingOutcome};
 use self::request_view::{BodyError, RequestView, read_bounded};
-use self::response::{GatewayBody, GatewayError, Stamp, is_hop_by_hop, stamp};
+use self::response::{GatewayBody, GatewayError, Stamp, stamp, strip_upstream_headers};
 use crate::admin::Metrics;
 use crate::policy::types::{Headers, Request as PolicyRequest, RetryOn};
 use crate::policy::{ChainOutcome, Policy, PolicyErrorKind, StageObserver};
@@ -42,9 +42,10 @@ use crate::snapshot::{Serving, Snapshot};
 
 /// Headers a policy never sees (nor does an upstream: see `provider::wire`).
 /// Names, not strings: comparing names skips parsing and lower-casing each one.
-const CREDENTIAL_HEADERS: [HeaderName; 4] = [
+const CREDENTIAL_HEADERS: [HeaderName; 5] = [
     http::header::AUTHORIZATION,
     HeaderName::from_static("api-key"),
+    HeaderName::from_static("x-api-key"),
     http::header::COOKIE,
     http::header::PROXY_AUTHORIZATION,
 ];
@@ -242,15 +243,7 @@ impl Gateway {
         let serving: &Serving = targets[committed.target];
         let upstream = &snapshot.upstreams[serving.upstream];
         let mut parts = committed.parts;
-        let hop: Vec<_> = parts
-            .headers
-            .keys()
-            .filter(|n| is_hop_by_hop(n))
-            .cloned()
-            .collect();
-        for name in hop {
-            parts.headers.remove(name);
-        }
+        strip_upstream_headers(&mut parts.headers);
         stamp(&mut parts.headers, &ctx.stamp(upstream.stamp.as_ref()));
         let sse = parts
             .headers
@@ -435,6 +428,7 @@ mod tests {
         for (name, value) in [
             ("authorization", "Bearer sk-client"),
             ("Api-Key", "sk-azure"),
+            ("x-api-key", "sk-anthropic-style"),
             ("cookie", "session=1"),
             ("cookie", "other=2"),
             ("proxy-authorization", "Basic eA=="),

@@ -188,7 +188,7 @@ fn count_value(n: u32) -> HeaderValue {
 }
 
 /// Headers that describe one hop and must not be forwarded either way.
-pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
         "connection"
@@ -201,6 +201,39 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
             | "proxy-authenticate"
             | "proxy-authorization"
     )
+}
+
+/// Upstream response headers that describe the gateway's own account or
+/// connection with the provider, not the client's: the account the gateway's
+/// key belongs to, and cookies the provider's edge set on that connection.
+const UPSTREAM_ONLY: [&str; 3] = ["openai-organization", "openai-project", "set-cookie"];
+
+/// Removes from an upstream response what must not reach the client: the
+/// hop-by-hop headers and those its `Connection` header names (RFC 9110
+/// §7.6.1), the headers of the gateway's own upstream account
+/// ([`UPSTREAM_ONLY`]), and any `x-switchyard-*` header, which only the
+/// gateway itself may set.
+pub fn strip_upstream_headers(headers: &mut HeaderMap) {
+    let mut named: Vec<HeaderName> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+        .collect();
+    named.extend(
+        headers
+            .keys()
+            .filter(|name| {
+                is_hop_by_hop(name)
+                    || UPSTREAM_ONLY.contains(&name.as_str())
+                    || name.as_str().starts_with("x-switchyard-")
+            })
+            .cloned(),
+    );
+    for name in named {
+        headers.remove(name);
+    }
 }
 
 #[cfg(test)]
@@ -221,6 +254,30 @@ mod tests {
         for n in [0, 1, 9, 10, 11, 4_000_000_000] {
             assert_eq!(count_value(n), n.to_string().as_str(), "{n}");
         }
+    }
+
+    #[test]
+    fn upstream_headers_that_are_not_the_clients_are_stripped() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("content-type", "application/json"),
+            ("connection", "keep-alive, x-hop"),
+            ("x-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("openai-organization", "org-operator"),
+            ("set-cookie", "__cf_bm=abc"),
+            ("x-switchyard-policy", "forged@00000000"),
+            ("x-ratelimit-remaining-requests", "99"),
+        ] {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        strip_upstream_headers(&mut headers);
+        let mut left: Vec<_> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-type", "x-ratelimit-remaining-requests"]);
     }
 
     #[test]

@@ -12,9 +12,12 @@ use super::{UpstreamBody, UpstreamCall};
 use crate::upstream::{BodyError, ResponseBody};
 
 /// Client headers never sent upstream: credentials, hop-by-hop headers, headers
-/// the adapter sets itself, and `accept-encoding` (the gateway reads `usage` from
-/// the response body, so it must arrive uncompressed).
-const NEVER_FORWARDED: [&str; 20] = [
+/// the adapter sets itself, `accept-encoding` (the gateway reads `usage` from
+/// the response body, so it must arrive uncompressed), and the OpenAI account
+/// headers: the gateway's key decides the organization and project, and the
+/// official SDK sends the client's own (`OPENAI_ORG_ID`, `OPENAI_PROJECT_ID`),
+/// which would not match it.
+const NEVER_FORWARDED: [&str; 22] = [
     "authorization",
     "proxy-authorization",
     "proxy-authenticate",
@@ -35,6 +38,8 @@ const NEVER_FORWARDED: [&str; 20] = [
     "transfer-encoding",
     "upgrade",
     "expect",
+    "openai-organization",
+    "openai-project",
 ];
 
 /// Prefixes of client headers never sent upstream: AWS signing headers (a client
