@@ -27,6 +27,17 @@ pub enum StartError {
     /// The first snapshot failed its checks.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    /// `admin_token_env` names a variable that is unset or empty. Starting
+    /// anyway would leave the admin API (reload, policies, metrics) open to
+    /// whoever reaches its port, because of a missing secret or a typo.
+    #[error(
+        "[server] admin_token_env names {variable}, which is unset or empty: \
+         set it, or remove admin_token_env to run the admin API without a token"
+    )]
+    AdminToken {
+        /// The variable's name.
+        variable: String,
+    },
     /// A listener could not be bound.
     #[error("binding {addr}: {source}")]
     Bind {
@@ -42,6 +53,8 @@ pub struct Server {
     gateway: Arc<Gateway>,
     reloader: Reloader,
     ready: AtomicBool,
+    /// The admin API's bearer token, read once at start.
+    admin_token: Option<String>,
 }
 
 impl Server {
@@ -55,6 +68,17 @@ impl Server {
         if config.clients.is_empty() {
             tracing::warn!("no [[client]] keys are configured: client authentication is off");
         }
+        let admin_token = match config.server.admin_token_env.as_deref() {
+            None => None,
+            Some(variable) => match env(variable) {
+                Some(token) if !token.is_empty() => Some(token),
+                _ => {
+                    return Err(StartError::AdminToken {
+                        variable: variable.to_owned(),
+                    });
+                }
+            },
+        };
         let engine = PolicyEngine::new(&config.engine)?;
         let reloader = Reloader::new(engine, HealthRegistry::default(), env, config_path);
         let snapshot = reloader.initial(config).await?;
@@ -63,6 +87,7 @@ impl Server {
             gateway,
             reloader,
             ready: AtomicBool::new(true),
+            admin_token,
         }))
     }
 
@@ -112,7 +137,7 @@ impl Server {
         let admin_task = tokio::spawn(crate::admin::serve(
             admin,
             self.clone(),
-            admin_token(&self),
+            self.admin_token.clone(),
             wait(stop_rx),
         ));
         let client_shutdown = {
@@ -125,21 +150,6 @@ impl Server {
         listener::serve(client, self.gateway.clone(), limits, client_shutdown).await;
         let _ = stop_tx.send(true);
         let _ = admin_task.await;
-    }
-}
-
-fn admin_token(server: &Server) -> Option<String> {
-    let snapshot = server.gateway.snapshot();
-    let var = snapshot.config.server.admin_token_env.as_deref()?;
-    match std::env::var(var) {
-        Ok(token) if !token.is_empty() => Some(token),
-        _ => {
-            tracing::warn!(
-                variable = var,
-                "admin_token_env names an unset variable: the admin API is open"
-            );
-            None
-        }
     }
 }
 

@@ -183,3 +183,23 @@ async fn admin_token_guards_the_api_but_not_the_probes() {
         "the token leaked into the logs:\n{logs}"
     );
 }
+
+/// A token variable that is named but unset (a missing secret, a typo) stops
+/// the start with an error that names it, instead of serving an open admin API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unset_admin_token_variable_stops_the_start() {
+    let steady = Upstream::start(steady_reply).await;
+    let toml = format!(
+        "[server]\nadmin_token_env = \"OPS_ADMIN_TOKEN_UNSET\"\n{}",
+        config(&steady.url(), &steady.url())
+    );
+    for env in [vec![], vec![("OPS_ADMIN_TOKEN_UNSET", "")]] {
+        let mut all = vec![("UPSTREAM_KEY", UPSTREAM_KEY)];
+        all.extend(env);
+        let err = match TestGateway::try_start(&toml, &all).await {
+            Ok(_) => panic!("the gateway started with no admin token"),
+            Err(err) => err,
+        };
+        assert!(err.contains("OPS_ADMIN_TOKEN_UNSET"), "{err}");
+    }
+}
