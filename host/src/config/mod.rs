@@ -108,7 +108,9 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
-    /// Directory for compiled policy artifacts; none disables the on-disk cache.
+    /// Directory for compiled policy artifacts. In the file, a leading `~/` is
+    /// the home directory, a relative path is relative to the config file (as
+    /// policy `file`s are), and `""` turns the on-disk cache off (None).
     pub cache_dir: Option<PathBuf>,
     /// Most policy instances alive at once across all policies (pooling allocator slots).
     pub max_instances: u32,
@@ -439,8 +441,26 @@ impl Config {
     pub fn parse(text: &str, source: Option<&Path>) -> Result<Config, ConfigError> {
         let mut config = validate::parse_with_lines(text, source)?;
         config.source = source.map(Path::to_path_buf);
+        config.engine.cache_dir = config
+            .engine
+            .cache_dir
+            .take()
+            .and_then(|dir| config.resolve_cache_dir(dir));
         validate::check(&config, text, source)?;
         Ok(config)
+    }
+
+    /// `cache_dir` as written in the file, made usable: see [`EngineConfig::cache_dir`].
+    fn resolve_cache_dir(&self, dir: PathBuf) -> Option<PathBuf> {
+        if dir.as_os_str().is_empty() {
+            return None;
+        }
+        if let Ok(rest) = dir.strip_prefix("~") {
+            let home = std::env::var_os("HOME").map(PathBuf::from);
+            // No home to expand to: fall back to the default place, not `./~`.
+            return home.map(|home| home.join(rest)).or_else(default_cache_dir);
+        }
+        Some(self.resolve_path(&dir))
     }
 
     /// Resolves a path from the config against the config file's directory.

@@ -120,23 +120,38 @@ pub(super) fn check(
     Ok(())
 }
 
+/// Most client connections `max_connections` may allow: far beyond what one
+/// process can hold open, and within what the accept loop's semaphore can count.
+const MAX_CONNECTIONS: usize = 10_000_000;
+
 fn check_server(c: &Checker, config: &Config) -> Result<(), ConfigError> {
     let s = &config.server;
-    if s.max_request_body_bytes == 0 {
-        return Err(c.fail(0, "server.max_request_body_bytes", "must be greater than 0"));
+    let positive = [
+        (
+            "server.max_request_body_bytes",
+            s.max_request_body_bytes as u64,
+        ),
+        ("server.max_header_count", s.max_header_count as u64),
+        ("server.max_header_bytes", s.max_header_bytes as u64),
+        ("server.max_connections", s.max_connections as u64),
+        (
+            "server.h2_max_concurrent_streams",
+            u64::from(s.h2_max_concurrent_streams),
+        ),
+        // A zero timeout would fail every request, not disable the timer.
+        ("server.header_read_timeout_ms", s.header_read_timeout_ms),
+        ("server.connect_timeout_ms", s.connect_timeout_ms),
+        ("server.first_byte_timeout_ms", s.first_byte_timeout_ms),
+        ("server.idle_timeout_ms", s.idle_timeout_ms),
+    ];
+    if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
+        return Err(c.fail(0, *key, "must be greater than 0"));
     }
-    if s.max_header_count == 0 || s.max_header_bytes == 0 {
+    if s.max_connections > MAX_CONNECTIONS {
         return Err(c.fail(
             0,
-            "server.max_header_count",
-            "header limits must be greater than 0",
-        ));
-    }
-    if s.h2_max_concurrent_streams == 0 || s.max_connections == 0 {
-        return Err(c.fail(
-            0,
-            "server",
-            "connection and stream limits must be greater than 0",
+            "server.max_connections",
+            format!("must be at most {MAX_CONNECTIONS}"),
         ));
     }
     if config.engine.max_instances == 0 || config.engine.max_memory_mib == 0 {
@@ -198,12 +213,21 @@ fn check_upstreams(c: &Checker, upstreams: &[UpstreamConfig]) -> Result<(), Conf
             }
         }
         for (model, cfg) in &up.models {
-            if cfg.input_per_mtok < 0.0 || cfg.output_per_mtok < 0.0 {
+            let valid = |price: f64| price.is_finite() && price >= 0.0;
+            if !valid(cfg.input_per_mtok) || !valid(cfg.output_per_mtok) {
                 return Err(c.fail(
                     up.line,
                     at(&format!("models.\"{model}\"")),
-                    "prices must not be negative",
+                    "prices must be finite numbers, 0 or more",
                 ));
+            }
+        }
+        for (field, timeout) in [
+            ("connect_timeout_ms", up.connect_timeout_ms),
+            ("first_byte_timeout_ms", up.first_byte_timeout_ms),
+        ] {
+            if timeout == Some(0) {
+                return Err(c.fail(up.line, at(field), "must be greater than 0"));
             }
         }
         let auth = up.effective_auth();
@@ -341,6 +365,8 @@ fn check_routes(c: &Checker, config: &Config) -> Result<(), ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     #[test]
@@ -373,6 +399,72 @@ policies = ["nope"]
     fn unknown_keys_are_refused() {
         let err = Config::parse("[server]\nlisten_addr = \"x\"\n", None).unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn zero_timeouts_and_unbounded_limits_are_refused() {
+        for (toml, key) in [
+            (
+                "[server]\nfirst_byte_timeout_ms = 0\n",
+                "server.first_byte_timeout_ms",
+            ),
+            (
+                "[server]\nheader_read_timeout_ms = 0\n",
+                "server.header_read_timeout_ms",
+            ),
+            (
+                "[server]\nmax_header_bytes = 0\n",
+                "server.max_header_bytes",
+            ),
+            (
+                "[server]\nmax_connections = 4611686018427387904\n",
+                "server.max_connections",
+            ),
+        ] {
+            let err = Config::parse(toml, None).unwrap_err().to_string();
+            assert!(err.contains(key), "{toml}: {err}");
+        }
+        let toml = r#"
+[[upstream]]
+name = "m"
+provider = "mock"
+connect_timeout_ms = 0
+models = { "gpt-4o" = {} }
+"#;
+        let err = Config::parse(toml, None).unwrap_err().to_string();
+        assert!(err.contains("upstream \"m\".connect_timeout_ms"), "{err}");
+    }
+
+    #[test]
+    fn prices_must_be_finite() {
+        let toml = r#"
+[[upstream]]
+name = "m"
+provider = "mock"
+models = { "gpt-4o" = { input_per_mtok = nan } }
+"#;
+        let err = Config::parse(toml, None).unwrap_err().to_string();
+        assert!(err.contains("finite"), "{err}");
+    }
+
+    #[test]
+    fn cache_dir_is_resolved_like_the_other_paths() {
+        let parse = |dir: &str| {
+            let toml = format!("[engine]\ncache_dir = \"{dir}\"\n");
+            Config::parse(&toml, Some(Path::new("/etc/switchyard/gw.toml")))
+                .unwrap()
+                .engine
+                .cache_dir
+        };
+        assert_eq!(parse(""), None, "empty turns the cache off");
+        assert_eq!(parse("cache"), Some(PathBuf::from("/etc/switchyard/cache")));
+        assert_eq!(parse("/var/cache/sy"), Some(PathBuf::from("/var/cache/sy")));
+        if let Some(home) = std::env::var_os("HOME") {
+            assert_eq!(
+                parse("~/.cache/switchyard"),
+                Some(PathBuf::from(home).join(".cache/switchyard"))
+            );
+        }
     }
 
     #[test]
