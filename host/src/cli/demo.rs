@@ -16,7 +16,8 @@ pub struct DemoArgs {
     /// Admin listener (metrics, health, admin API).
     #[arg(long, default_value = "127.0.0.1:9090")]
     pub admin_listen: SocketAddr,
-    /// Where to write the demo's config and policies (default: a fresh temp dir).
+    /// Where to write the demo's config and policies (default: a new private
+    /// directory under the temp dir, kept after the demo ends).
     #[arg(long)]
     pub dir: Option<PathBuf>,
 }
@@ -25,7 +26,14 @@ pub struct DemoArgs {
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let dir = match args.dir {
         Some(dir) => dir,
-        None => std::env::temp_dir().join(format!("switchyard-demo-{}", std::process::id())),
+        // A predictable name in a shared /tmp would let another user plant a
+        // config the demo then loads (and hot-reloads): make a new 0700 one.
+        None => tempfile::Builder::new()
+            .prefix("switchyard-demo-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()
+            .context("creating the demo's directory")?
+            .keep(),
     };
     let config_path = write_demo(&dir, args.listen, args.admin_listen)?;
     print_instructions(&config_path, args.listen, args.admin_listen);
@@ -74,7 +82,7 @@ fn print_instructions(config: &Path, listen: SocketAddr, admin: SocketAddr) {
 Switchyard demo: every upstream below is SIMULATED (in-process mock provider).
   azure-eastus, azure-swedencentral (Azure OpenAI), bedrock-us-east-1, bedrock-eu-central-1
   (Bedrock), openai (OpenAI). Config and policies: {config}
-  Edit the config or drop a new .wasm into its policies/ folder: it reloads without a restart.
+  Edit the config, or replace a .wasm in its policies/ folder: it reloads without a restart.
 
 Routes (pick one with the x-demo-route header; the default route chains compliance → cost):
   x-demo-route: azure-first   Azure first, others as fallback
