@@ -177,6 +177,40 @@ async fn client_errors_pass_through_without_fallback() {
     assert_eq!(b.hits(), 0);
 }
 
+/// A 401 or 403 from an upstream means it refused the gateway's own key (expired,
+/// rotated): not the client's fault, so the client never gets it as its own
+/// `invalid_api_key`. The plan falls back; with nowhere left to go the answer
+/// is 502 without the upstream's body (which may quote the key).
+#[tokio::test]
+async fn an_upstream_refusing_the_gateways_key_is_an_upstream_failure() {
+    for status in [401, 403] {
+        let refusing = Upstream::always(Reply::error(status, vec![])).await;
+        let b = Upstream::always(Reply::completion("gpt-4o", 1, 1)).await;
+        let gw = gateway(&refusing.url(), &b.url()).await;
+        let answer = ask(&gw).await;
+        assert_eq!(
+            (
+                answer.status,
+                answer.upstream.as_deref(),
+                answer.attempts.as_str()
+            ),
+            (200, Some("second"), "2"),
+            "{status}"
+        );
+
+        let gw = gateway(&refusing.url(), &refusing.url()).await;
+        let answer = ask(&gw).await;
+        assert_eq!(answer.status, 502, "{status}");
+        assert_eq!(answer.json["error"]["code"], "upstream_error");
+        let message = answer.json["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("refused the gateway's credentials"),
+            "{message}"
+        );
+        assert!(!message.contains("test upstream error"), "{message}");
+    }
+}
+
 #[tokio::test]
 async fn mid_stream_cut_ends_with_an_sse_error_event() {
     let mut reply = Reply::stream(6, Duration::from_millis(10));

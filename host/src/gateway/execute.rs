@@ -24,7 +24,8 @@ pub struct Fallback {
     pub timeout: bool,
     /// 429 answers.
     pub rate_limited: bool,
-    /// 5xx answers and connections that broke before the headers.
+    /// 5xx answers, connections that broke before the headers, and 401/403
+    /// answers (the upstream refused the gateway's own credentials).
     pub server_error: bool,
 }
 
@@ -42,7 +43,7 @@ impl Fallback {
             Failure::Connect => self.connect_error,
             Failure::Timeout => self.timeout,
             Failure::RateLimited(_) => self.rate_limited,
-            Failure::ServerError(_) | Failure::Broken => self.server_error,
+            Failure::ServerError(_) | Failure::Refused(_) | Failure::Broken => self.server_error,
         }
     }
 }
@@ -54,6 +55,10 @@ enum Failure {
     Timeout,
     RateLimited(Option<std::time::Duration>),
     ServerError(StatusCode),
+    /// 401 or 403: the upstream refused the gateway's key or token (expired,
+    /// rotated, wrong scope). Never the client's fault, so never passed on as
+    /// the client's: the client's own key was checked by the gateway.
+    Refused(StatusCode),
     Broken,
 }
 
@@ -65,7 +70,9 @@ impl Failure {
             Failure::RateLimited(retry_after) => AttemptOutcome::RateLimited {
                 retry_after: *retry_after,
             },
-            Failure::ServerError(_) => AttemptOutcome::ServerError,
+            // An upstream that refuses the gateway's credentials cannot serve
+            // anyone: count it against its health like a server error.
+            Failure::ServerError(_) | Failure::Refused(_) => AttemptOutcome::ServerError,
             Failure::Broken => AttemptOutcome::Broken,
         }
     }
@@ -76,6 +83,7 @@ impl Failure {
             Failure::Timeout => "timeout",
             Failure::RateLimited(_) => "rate-limited",
             Failure::ServerError(_) => "server-error",
+            Failure::Refused(_) => "refused",
             Failure::Broken => "broken",
         }
     }
@@ -154,6 +162,8 @@ pub async fn execute(attempt: Attempt<'_>) -> Executed {
                     Failure::RateLimited(retry_after(response.headers()))
                 } else if status.is_server_error() {
                     Failure::ServerError(status)
+                } else if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+                    Failure::Refused(status)
                 } else {
                     let (parts, mut body) = response.into_parts();
                     match tokio::time::timeout_at(deadline, body.frame()).await {
@@ -256,6 +266,11 @@ fn exhausted(snapshot: &Snapshot, failures: &[(usize, Failure)]) -> GatewayError
         Failure::Timeout => format!("{name} did not answer in time"),
         Failure::RateLimited(_) => format!("{name} is rate-limited"),
         Failure::ServerError(status) => format!("{name} answered {}", status.as_u16()),
+        // The upstream's own body is not passed on: it may quote the key.
+        Failure::Refused(status) => format!(
+            "{name} refused the gateway's credentials ({}); check its key or token",
+            status.as_u16()
+        ),
         Failure::Broken => format!("the connection to {name} broke"),
     };
     let message = format!("{attempts} upstream attempt(s) failed; last: {detail}");
