@@ -317,7 +317,9 @@ async fn a_changed_case_file_is_checked_on_reload() {
     std::fs::write(fx.dir.path().join("cases.json"), failing).unwrap();
     fx.wait_reload_errors_above(errors, PATIENCE).await;
     let policies = fx.policies().await;
-    let error = policies["last_reload"]["error"].as_str().unwrap_or_default();
+    let error = policies["last_reload"]["error"]
+        .as_str()
+        .unwrap_or_default();
     assert!(error.contains("must-reject"), "{policies}");
     let (status, policy) = fx.request().await;
     assert_eq!((status, policy.as_str()), (200, served.as_str()));

@@ -127,10 +127,7 @@ const MAX_CONNECTIONS: usize = 10_000_000;
 fn check_server(c: &Checker, config: &Config) -> Result<(), ConfigError> {
     let s = &config.server;
     let positive = [
-        (
-            "server.max_request_body_bytes",
-            s.max_request_body_bytes as u64,
-        ),
+        ("server.max_request_body_bytes", s.max_request_body_bytes),
         ("server.max_header_count", s.max_header_count as u64),
         ("server.max_header_bytes", s.max_header_bytes as u64),
         ("server.max_connections", s.max_connections as u64),

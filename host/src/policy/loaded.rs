@@ -239,9 +239,10 @@ impl Policy {
         instance.store.data_mut().set_call(req.clone(), candidates);
         instance.wire.clear();
         instance.wire.extend(candidates.iter().map(Candidate::wire));
-        let call = instance
-            .exports
-            .call_decide(&mut instance.store, request::handle(), &instance.wire);
+        let call =
+            instance
+                .exports
+                .call_decide(&mut instance.store, request::handle(), &instance.wire);
         let called = run_until(deadline, call).await;
         instance.store.data_mut().end_call();
         let decision = match called {
