@@ -13,9 +13,11 @@
 //! - [`snapshot`]: an immutable, validated view of config and policies, and reloads.
 //! - [`admin`]: the admin listener, metrics and admin API.
 //! - [`config`]: the TOML configuration.
+//! - [`deadline`]: timeouts that arm a timer only for work still pending.
 
 pub mod admin;
 pub mod config;
+pub mod deadline;
 pub mod gateway;
 pub mod guests;
 pub mod policy;

@@ -6,7 +6,6 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
@@ -463,22 +462,14 @@ enum CallFailure {
 
 /// Runs a guest call or an instantiation, giving up at `deadline` even when it
 /// waits on the host. The future is dropped there, and the instance with it.
-///
-/// Most calls finish in their first poll. Only a guest that ran past an epoch
-/// tick (and yielded) or waits on the host is still pending after it, so only
-/// those calls arm the timer.
+/// Only a call still pending after its first poll (a guest that ran past an
+/// epoch tick and yielded, or one waiting on the host) arms a timer.
 async fn run_until<T>(
     deadline: Instant,
     call: impl Future<Output = wasmtime::Result<T>>,
 ) -> Result<T, CallFailure> {
-    let mut call = std::pin::pin!(call);
-    let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
-    let result = match first {
-        Poll::Ready(result) => result,
-        Poll::Pending => match tokio::time::timeout_at(deadline.into(), call).await {
-            Ok(result) => result,
-            Err(_) => return Err(CallFailure::TimedOut),
-        },
-    };
-    result.map_err(CallFailure::Wasm)
+    match crate::deadline::within(deadline.into(), call).await {
+        Some(result) => result.map_err(CallFailure::Wasm),
+        None => Err(CallFailure::TimedOut),
+    }
 }
