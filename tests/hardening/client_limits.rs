@@ -11,7 +11,7 @@ use crate::common::{
 };
 use crate::support::upstream::{Reply, Upstream};
 
-const LIMITS: &str = "max_header_count = 40\nmax_header_bytes = 16384\nheader_read_timeout_ms = 400\nmax_request_body_bytes = 65536";
+const LIMITS: &str = "max_header_count = 40\nmax_header_bytes = 16384\nheader_read_timeout_ms = 400\nbody_read_timeout_ms = 400\nmax_request_body_bytes = 65536";
 
 async fn gateway() -> (Gateway, Upstream) {
     let upstream = Upstream::always(Reply::completion("gpt-4o", 3, 4)).await;
@@ -127,6 +127,20 @@ async fn silent_and_slow_clients_are_cut_off() {
         matches!(cut, Ok(Ok(true))),
         "a client dribbling its headers is disconnected"
     );
+    gw.assert_serves("gpt-4o").await;
+}
+
+/// A client that declares a body and then sends only part of it gets 408 once
+/// `body_read_timeout_ms` has passed, instead of holding its connection for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stops_arriving_gets_408() {
+    let (gw, up) = gateway().await;
+    let partial = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n\
+                   Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"model\":";
+    let answer = raw_exchange(gw.addr(), partial.as_bytes(), Duration::from_secs(20)).await;
+    assert_eq!(status_of(&answer), 408, "{answer}");
+    assert_eq!(error_code_in(&answer), "request_timeout", "{answer}");
+    assert_eq!(up.hits(), 0, "nothing went upstream");
     gw.assert_serves("gpt-4o").await;
 }
 

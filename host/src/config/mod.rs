@@ -62,6 +62,10 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Time a client has to send its request headers.
     pub header_read_timeout_ms: u64,
+    /// Time a client has to send its request body, from the request's arrival
+    /// (408 `request_timeout` beyond it): a client that declares a body and
+    /// goes quiet must not hold a connection slot for ever.
+    pub body_read_timeout_ms: u64,
     /// Most concurrent client connections; further ones wait in the accept queue.
     pub max_connections: usize,
     /// HTTP/2 concurrent streams per client connection.
@@ -92,6 +96,7 @@ impl Default for ServerConfig {
             max_header_count: 100,
             max_header_bytes: 64 * 1024,
             header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 60_000,
             max_connections: 10_000,
             h2_max_concurrent_streams: 256,
             h2_max_pending_accept_reset_streams: 64,

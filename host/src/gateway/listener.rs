@@ -14,6 +14,7 @@
 //! | `h2_max_pending_accept_reset_streams` / `h2_max_local_error_reset_streams` | – | GOAWAY `ENHANCE_YOUR_CALM` |
 //! | ambiguous framing (smuggling) | [`head_guard`] → 400 `invalid_request` | – (h2 frames carry lengths) |
 //! | `max_request_body_bytes` | the body read (413) | same |
+//! | `body_read_timeout_ms` | the body read (408) | same |
 
 mod head_guard;
 

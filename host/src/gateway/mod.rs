@@ -141,8 +141,11 @@ impl Gateway {
             .headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        let body = read_bounded(body, declared, limit)
+        let timeout_ms = snapshot.config.server.body_read_timeout_ms;
+        let deadline = ctx.started + Duration::from_millis(timeout_ms);
+        let body = crate::deadline::within(deadline, read_bounded(body, declared, limit))
             .await
+            .unwrap_or(Err(BodyError::TimedOut { timeout_ms }))
             .map_err(body_error)?;
         let view = RequestView::parse(body).map_err(body_error)?;
         ctx.model = view.model().to_string();
@@ -345,9 +348,15 @@ fn body_error(err: BodyError) -> GatewayError {
         BodyError::MissingModel(_) => {
             GatewayError::new(StatusCode::BAD_REQUEST, "missing_model", err.to_string())
         }
-        BodyError::InvalidJson(_) | BodyError::Read(_) => {
-            GatewayError::invalid_json(err.to_string())
+        BodyError::InvalidJson(_) => GatewayError::invalid_json(err.to_string()),
+        BodyError::Read(_) => {
+            GatewayError::new(StatusCode::BAD_REQUEST, "invalid_request", err.to_string())
         }
+        BodyError::TimedOut { .. } => GatewayError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            err.to_string(),
+        ),
     }
 }
 

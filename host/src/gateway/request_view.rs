@@ -24,9 +24,15 @@ pub enum BodyError {
         /// The configured limit.
         limit: u64,
     },
-    /// The client's body stream failed before it ended.
+    /// The client's body stream failed before it ended (400 `invalid_request`).
     #[error("reading the request body failed: {0}")]
     Read(String),
+    /// The body did not arrive within `body_read_timeout_ms` (408 `request_timeout`).
+    #[error("the request body did not arrive within {timeout_ms} ms")]
+    TimedOut {
+        /// The configured timeout.
+        timeout_ms: u64,
+    },
     /// The body is not a JSON object (400 `invalid_json`).
     #[error("request body is not valid JSON: {0}")]
     InvalidJson(String),
