@@ -55,3 +55,78 @@ models = {{ "gpt-4o" = {{ deployment = "gpt4o-prod" }} }}
     let rest = String::from_utf8(rest).unwrap();
     assert!(rest.ends_with("data: [DONE]\n\n"), "{rest}");
 }
+
+/// A client that streams without `stream_options.include_usage` gets the
+/// stream it asked for, with no usage chunk, while the gateway asks the
+/// upstream for usage on its behalf and counts the tokens. A client that asks
+/// for usage gets the chunk and its body goes upstream unchanged.
+#[tokio::test]
+async fn stream_usage_is_counted_without_changing_what_the_client_sees() {
+    let upstream = Upstream::always(Reply::stream(3, Duration::from_millis(5))).await;
+    let toml = format!(
+        r#"
+[[upstream]]
+name = "oa"
+provider = "openai"
+endpoint = "{url}"
+api_key_env = "OA"
+models = {{ "gpt-4o" = {{ input_per_mtok = 2.5, output_per_mtok = 10.0 }} }}
+"#,
+        url = upstream.url()
+    );
+    let gw = TestGateway::start(&toml, &[("OA", "oa-key")]).await;
+    let stream = |body: serde_json::Value| {
+        let url = format!("{}/v1/chat/completions", gw.url());
+        async move {
+            let res = client().post(url).json(&body).send().await.unwrap();
+            assert_eq!(res.status(), 200);
+            res.text().await.unwrap()
+        }
+    };
+
+    let plain = serde_json::json!({"model": "gpt-4o", "stream": true, "messages": []});
+    let text = stream(plain).await;
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert_eq!(text.matches("chat.completion.chunk").count(), 3, "{text}");
+    assert!(
+        !text.contains("\"usage\":{"),
+        "the client did not ask for usage: {text}"
+    );
+    let sent = upstream.received()[0].json();
+    assert_eq!(
+        sent["stream_options"],
+        serde_json::json!({"include_usage": true})
+    );
+
+    // The outcome is recorded off the response path: wait for the tokens.
+    let output = r#"switchyard_tokens_total{upstream="oa",model="gpt-4o",direction="output"} 3"#;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = client()
+            .get(format!("{}/metrics", gw.admin_url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains(output) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let asked = serde_json::json!({"model": "gpt-4o", "stream": true, "messages": [],
+        "stream_options": {"include_usage": true}});
+    let text = stream(asked.clone()).await;
+    assert!(
+        text.contains("\"usage\":{"),
+        "the client asked for usage: {text}"
+    );
+    assert_eq!(
+        upstream.received()[1].json(),
+        asked,
+        "sent as the client wrote it"
+    );
+}

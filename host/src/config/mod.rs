@@ -174,6 +174,13 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
+    /// Whether a stream from this provider carries `usage` only when the request
+    /// asks for it (`stream_options.include_usage`), as OpenAI's API does. The
+    /// simulated provider always sends it.
+    pub fn streams_usage_on_request(self) -> bool {
+        !matches!(self, ProviderKind::Mock)
+    }
+
     /// The name used in config and labels.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -101,6 +101,9 @@ pub struct Committed {
     pub body: UpstreamBody,
     /// Time from the request's arrival to the first byte.
     pub time_to_first_byte: std::time::Duration,
+    /// The gateway asked this upstream for the stream's usage on the client's
+    /// behalf: the usage-only chunk is for the gateway, not the client.
+    pub usage_requested: bool,
 }
 
 /// The result of running a plan.
@@ -144,10 +147,15 @@ pub async fn execute(attempt: Attempt<'_>) -> Executed {
         let _in_flight = upstream.health.start_attempt();
         let sent = Instant::now();
         let deadline = sent + upstream.first_byte_timeout;
+        let usage_requested = attempt.operation == Operation::ChatCompletions
+            && attempt.view.adds_usage_request()
+            && upstream.provider.streams_usage_on_request();
         let call = UpstreamCall {
             operation: attempt.operation,
             upstream_model: &serving.upstream_model,
-            body: attempt.view.body_for_model(&serving.upstream_model),
+            body: attempt
+                .view
+                .body_for(&serving.upstream_model, usage_requested),
             streaming: attempt.view.streaming(),
             headers: attempt.headers,
             request_id: attempt.request_id,
@@ -189,6 +197,7 @@ pub async fn execute(attempt: Attempt<'_>) -> Executed {
                                     first,
                                     body,
                                     time_to_first_byte: now - attempt.started,
+                                    usage_requested,
                                 }),
                             };
                         }

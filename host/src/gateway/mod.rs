@@ -257,7 +257,14 @@ impl Gateway {
         pending.prices = (serving.input_per_mtok, serving.output_per_mtok);
         pending.time_to_first_byte = Some(committed.time_to_first_byte);
         let idle = Duration::from_millis(snapshot.config.server.idle_timeout_ms);
-        let body = stream::ResponseStream::new(committed.first, committed.body, sse, idle, pending);
+        let body = stream::ResponseStream::new(
+            committed.first,
+            committed.body,
+            sse,
+            committed.usage_requested,
+            idle,
+            pending,
+        );
         Ok(Response::from_parts(
             parts,
             GatewayBody::Stream(Box::new(body)),

@@ -12,6 +12,7 @@ use std::fmt;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::Body;
+use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
@@ -78,6 +79,8 @@ pub struct RequestView {
     members: Vec<Member>,
     model: String,
     streaming: bool,
+    /// The client set `stream_options.include_usage` to true.
+    usage_requested: bool,
     max_output_tokens: Option<u32>,
     input_tokens_estimate: u32,
 }
@@ -86,8 +89,28 @@ pub struct RequestView {
 struct Member {
     key: std::ops::Range<usize>,
     value: std::ops::Range<usize>,
-    is_model: bool,
+    kind: MemberKind,
 }
+
+/// The members a rewrite may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MemberKind {
+    Model,
+    StreamOptions,
+    Other,
+}
+
+/// `stream_options` as far as the gateway reads it.
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+/// The `stream_options` the gateway sends for a client that did not ask for
+/// usage: the upstream then ends the stream with a usage-only chunk, which the
+/// gateway reads and keeps from the client (see `stream::UsageChunkFilter`).
+const USAGE_REQUESTED: &[u8] = br#"{"include_usage":true}"#;
 
 impl RequestView {
     /// Parses a JSON request body.
@@ -116,21 +139,29 @@ impl RequestView {
             start..start + s.len()
         };
         let mut model = None;
-        let mut streaming = false;
+        let mut streaming = None;
+        let mut stream_options = None;
         let mut max_completion = None;
         let mut max_tokens = None;
         let mut prompt_bytes = 0usize;
         let mut members = Vec::with_capacity(top.0.len());
         for (key, raw, key_raw) in &top.0 {
             let text = raw.get();
+            // A member the gateway acts on must be there once: an upstream that
+            // kept the other copy would serve what no policy approved.
+            let twice = |name: &str| BodyError::InvalidJson(format!("`{name}` appears twice"));
+            let mut kind = MemberKind::Other;
             match key.as_ref() {
                 "model" => {
                     let value: Cow<'_, str> = serde_json::from_str(text)
                         .map_err(|_| BodyError::MissingModel("`model` must be a string"))?;
-                    model = Some(value.into_owned());
+                    if model.replace(value.into_owned()).is_some() {
+                        return Err(twice("model"));
+                    }
+                    kind = MemberKind::Model;
                 }
                 "stream" => {
-                    streaming = match text {
+                    let value = match text {
                         "true" => true,
                         "false" | "null" => false,
                         _ => {
@@ -138,7 +169,23 @@ impl RequestView {
                                 "`stream` must be a boolean".into(),
                             ));
                         }
+                    };
+                    if streaming.replace(value).is_some() {
+                        return Err(twice("stream"));
                     }
+                }
+                "stream_options" => {
+                    let value: Option<StreamOptions> =
+                        serde_json::from_str(text).map_err(|_| {
+                            BodyError::InvalidJson(
+                                "`stream_options` must be an object with a boolean `include_usage`"
+                                    .into(),
+                            )
+                        })?;
+                    if stream_options.replace(value).is_some() {
+                        return Err(twice("stream_options"));
+                    }
+                    kind = MemberKind::StreamOptions;
                 }
                 "max_completion_tokens" => max_completion = parse_token_limit(text),
                 "max_tokens" => max_tokens = parse_token_limit(text),
@@ -148,7 +195,7 @@ impl RequestView {
             members.push(Member {
                 key: range_of(key_raw),
                 value: range_of(text),
-                is_model: key == "model",
+                kind,
             });
         }
         let model = match model {
@@ -157,11 +204,16 @@ impl RequestView {
             None => return Err(BodyError::MissingModel("the request has no `model`")),
         };
         drop(top);
+        let usage_requested = stream_options
+            .flatten()
+            .and_then(|options| options.include_usage)
+            .unwrap_or(false);
         Ok(RequestView {
             body,
             members,
             model,
-            streaming,
+            streaming: streaming.unwrap_or(false),
+            usage_requested,
             max_output_tokens: max_completion.or(max_tokens),
             input_tokens_estimate: u32::try_from(prompt_bytes.div_ceil(4)).unwrap_or(u32::MAX),
         })
@@ -192,31 +244,61 @@ impl RequestView {
         self.body.len()
     }
 
-    /// The body to send to an upstream that calls the model `upstream_model`: the
-    /// original bytes when the name is unchanged, else the same members with
-    /// `model` replaced.
-    pub fn body_for_model(&self, upstream_model: &str) -> Bytes {
-        if upstream_model == self.model {
+    /// Whether the client asked for a stream without its usage: the gateway
+    /// then asks the upstream for it (`stream_options.include_usage`), so that
+    /// tokens and cost are counted, and keeps the usage chunk from the client.
+    pub fn adds_usage_request(&self) -> bool {
+        self.streaming && !self.usage_requested
+    }
+
+    /// The body to send to an upstream that calls the model `upstream_model`,
+    /// with `stream_options.include_usage` set when `request_usage` is true: the
+    /// original bytes when nothing changes, else the same members with `model`
+    /// (and `stream_options`) replaced.
+    pub fn body_for(&self, upstream_model: &str, request_usage: bool) -> Bytes {
+        if upstream_model == self.model && !request_usage {
             return self.body.clone();
         }
-        let mut out = Vec::with_capacity(self.body.len() + upstream_model.len());
+        let mut out =
+            Vec::with_capacity(self.body.len() + upstream_model.len() + USAGE_REQUESTED.len() + 20);
         out.push(b'{');
+        let mut usage_written = false;
         for (i, member) in self.members.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
             out.extend_from_slice(&self.body[member.key.clone()]);
             out.push(b':');
-            if member.is_model {
-                serde_json::to_writer(&mut out, upstream_model)
-                    .expect("writing to a Vec cannot fail");
-            } else {
-                out.extend_from_slice(&self.body[member.value.clone()]);
+            let value = &self.body[member.value.clone()];
+            match member.kind {
+                MemberKind::Model => serde_json::to_writer(&mut out, upstream_model)
+                    .expect("writing to a Vec cannot fail"),
+                MemberKind::StreamOptions if request_usage => {
+                    with_usage_requested(value, &mut out);
+                    usage_written = true;
+                }
+                _ => out.extend_from_slice(value),
             }
+        }
+        if request_usage && !usage_written {
+            if !self.members.is_empty() {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"\"stream_options\":");
+            out.extend_from_slice(USAGE_REQUESTED);
         }
         out.push(b'}');
         Bytes::from(out)
     }
+}
+
+/// Writes the client's `stream_options` object with `include_usage` set to
+/// true and its other members kept (`null` becomes the object itself).
+fn with_usage_requested(value: &[u8], out: &mut Vec<u8>) {
+    let mut options: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(value).unwrap_or_default();
+    options.insert("include_usage".to_owned(), serde_json::Value::Bool(true));
+    serde_json::to_writer(out, &options).expect("writing to a Vec cannot fail");
 }
 
 /// The deepest nesting of arrays and objects accepted in a body, as serde_json's
@@ -329,21 +411,73 @@ mod tests {
     fn rewrite_keeps_everything_else_byte_for_byte() {
         let body = r#"{ "messages" : [ {"role":"user","content":"a\"b"} ], "model":"gpt-4o", "x":{"y":1.50} }"#;
         let v = view(body).unwrap();
-        let rewritten = v.body_for_model("openai.gpt-oss-120b-1:0");
+        let rewritten = v.body_for("openai.gpt-oss-120b-1:0", false);
         let text = std::str::from_utf8(&rewritten).unwrap();
         assert_eq!(
             text,
             r#"{"messages":[ {"role":"user","content":"a\"b"} ],"model":"openai.gpt-oss-120b-1:0","x":{"y":1.50}}"#
         );
-        let same = v.body_for_model("gpt-4o");
+        let same = v.body_for("gpt-4o", false);
         assert_eq!(&same[..], body.as_bytes());
+    }
+
+    #[test]
+    fn a_stream_without_usage_asks_the_upstream_for_it() {
+        let plain = view(r#"{"model":"m","stream":true,"messages":[]}"#).unwrap();
+        assert!(plain.adds_usage_request());
+        let sent: serde_json::Value = serde_json::from_slice(&plain.body_for("m", true)).unwrap();
+        assert_eq!(
+            sent["stream_options"],
+            serde_json::json!({"include_usage": true})
+        );
+        assert_eq!(sent["messages"], serde_json::json!([]));
+
+        // The client's other options stay; false and null become true.
+        for options in [r#"{"include_usage":false,"x":1}"#, "null", "{}"] {
+            let body = format!(r#"{{"model":"m","stream":true,"stream_options":{options}}}"#);
+            let v = view(&body).unwrap();
+            assert!(v.adds_usage_request(), "{options}");
+            let sent: serde_json::Value =
+                serde_json::from_slice(&v.body_for("other", true)).unwrap();
+            assert_eq!(sent["stream_options"]["include_usage"], true, "{options}");
+            assert_eq!(sent["model"], "other");
+            if options.contains("\"x\"") {
+                assert_eq!(sent["stream_options"]["x"], 1);
+            }
+        }
+
+        // Asked for by the client, or not a stream: nothing to add.
+        let asked =
+            view(r#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
+        assert!(!asked.adds_usage_request());
+        assert!(!view(r#"{"model":"m"}"#).unwrap().adds_usage_request());
+    }
+
+    #[test]
+    fn members_the_gateway_acts_on_must_appear_once() {
+        for body in [
+            r#"{"model":"cheap","model":"expensive"}"#,
+            r#"{"model":"m","stream":false,"stream":true}"#,
+            r#"{"model":"m","stream_options":{},"stream_options":{}}"#,
+        ] {
+            match view(body) {
+                Err(BodyError::InvalidJson(message)) => {
+                    assert!(message.contains("twice"), "{body}: {message}")
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            view(r#"{"model":"m","stream_options":3}"#),
+            Err(BodyError::InvalidJson(_))
+        ));
     }
 
     #[test]
     fn escaped_keys_survive_rewrite() {
         let v = view(r#"{"mod\u0065l":"a","k\"q":1}"#).unwrap();
         assert_eq!(v.model(), "a");
-        let out = v.body_for_model("b");
+        let out = v.body_for("b", false);
         let parsed: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(parsed["model"], "b");
         assert_eq!(parsed["k\"q"], 1);

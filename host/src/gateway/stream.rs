@@ -1,7 +1,11 @@
 //! Forwarding an upstream response body to the client, frame by frame, never
 //! buffered. On the way it keeps the last bytes to read the token `usage` at the
-//! end, ends a stream that breaks mid-way with an SSE error event, and reports the
-//! request's outcome when the body ends (or the client goes away).
+//! end, drops the usage-only chunk the gateway asked for on a client's behalf
+//! ([`usage_chunk`]), ends a stream that breaks mid-way with an SSE error
+//! event, and reports the request's outcome when the body ends (or the client
+//! goes away).
+
+mod usage_chunk;
 
 use std::pin::Pin;
 use std::sync::LazyLock;
@@ -12,6 +16,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
+use self::usage_chunk::UsageChunkFilter;
 use super::outcome::{Ending, PendingOutcome, Usage};
 use crate::provider::UpstreamBody;
 
@@ -26,6 +31,8 @@ pub struct ResponseStream {
     idle: Pin<Box<Sleep>>,
     sse: bool,
     tail: Tail,
+    /// Set when the gateway asked for the stream's usage on the client's behalf.
+    usage_filter: Option<UsageChunkFilter>,
     outcome: Option<PendingOutcome>,
     finished: bool,
 }
@@ -37,11 +44,14 @@ pub struct StreamBroken(String);
 
 impl ResponseStream {
     /// Wraps an upstream body whose first frame was already read (to decide on
-    /// fallback). `sse` selects how a mid-stream failure is reported.
+    /// fallback). `sse` selects how a mid-stream failure is reported;
+    /// `usage_requested` says the gateway asked for the stream's usage on the
+    /// client's behalf, so the usage-only chunk is not the client's.
     pub fn new(
         first: Option<Frame<Bytes>>,
         inner: UpstreamBody,
         sse: bool,
+        usage_requested: bool,
         idle_timeout: Duration,
         outcome: PendingOutcome,
     ) -> ResponseStream {
@@ -50,6 +60,14 @@ impl ResponseStream {
             tail.push(data);
         }
         let finished = first.is_none();
+        let mut usage_filter = (sse && usage_requested).then(UsageChunkFilter::default);
+        let first = match (first, usage_filter.as_mut()) {
+            (Some(frame), Some(filter)) => match frame.into_data() {
+                Ok(data) => filter.push(data).map(Frame::data),
+                Err(frame) => Some(frame),
+            },
+            (first, _) => first,
+        };
         let mut stream = ResponseStream {
             first,
             inner,
@@ -57,6 +75,7 @@ impl ResponseStream {
             idle: Box::pin(tokio::time::sleep(idle_timeout)),
             sse,
             tail,
+            usage_filter,
             outcome: Some(outcome),
             finished,
         };
@@ -87,6 +106,10 @@ impl ResponseStream {
 
     fn broken(&mut self, reason: String) -> Poll<Option<Result<Frame<Bytes>, StreamBroken>>> {
         self.finish(Ending::Broken);
+        if let Some(filter) = &mut self.usage_filter {
+            // The event the upstream left unfinished would corrupt the error event.
+            filter.discard();
+        }
         if self.sse {
             // The client is reading SSE: say what happened instead of cutting silently.
             let event = serde_json::json!({
@@ -117,34 +140,56 @@ impl Body for ResponseStream {
             this.finish_if_drained();
             return Poll::Ready(Some(Ok(first)));
         }
-        if this.finished {
-            return Poll::Ready(None);
-        }
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    this.tail.push(data);
+        loop {
+            if this.finished {
+                // What the usage filter still holds, if anything, then the end.
+                let held = this
+                    .usage_filter
+                    .as_mut()
+                    .and_then(UsageChunkFilter::finish);
+                return Poll::Ready(held.map(|data| Ok(Frame::data(data))));
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        this.tail.push(data);
+                    }
+                    let deadline = Instant::now() + this.idle_timeout;
+                    this.idle.as_mut().reset(deadline);
+                    this.finish_if_drained();
+                    let Some(filter) = &mut this.usage_filter else {
+                        return Poll::Ready(Some(Ok(frame)));
+                    };
+                    match frame.into_data() {
+                        Ok(data) => match filter.push(data) {
+                            Some(kept) => return Poll::Ready(Some(Ok(Frame::data(kept)))),
+                            // Nothing whole yet: read on.
+                            None => continue,
+                        },
+                        Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                    }
                 }
-                let deadline = Instant::now() + this.idle_timeout;
-                this.idle.as_mut().reset(deadline);
-                this.finish_if_drained();
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(err))) => this.broken(err.to_string()),
-            Poll::Ready(None) => {
-                this.finish(Ending::Complete);
-                Poll::Ready(None)
-            }
-            Poll::Pending => {
-                ready!(this.idle.as_mut().poll(cx));
-                let reason = format!("no data for {} ms", this.idle_timeout.as_millis());
-                this.broken(reason)
+                Poll::Ready(Some(Err(err))) => return this.broken(err.to_string()),
+                Poll::Ready(None) => {
+                    this.finish(Ending::Complete);
+                    continue;
+                }
+                Poll::Pending => {
+                    ready!(this.idle.as_mut().poll(cx));
+                    let reason = format!("no data for {} ms", this.idle_timeout.as_millis());
+                    return this.broken(reason);
+                }
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.first.is_none() && self.finished
+        self.first.is_none()
+            && self.finished
+            && self
+                .usage_filter
+                .as_ref()
+                .is_none_or(UsageChunkFilter::is_empty)
     }
 
     fn size_hint(&self) -> SizeHint {
