@@ -208,6 +208,7 @@ impl crate::admin::AdminState for Server {
                 "result": if report.result.is_ok() { "success" } else { "error" },
                 "error": report.result.err(),
                 "policy": report.policy,
+                "restart_required": report.restart_required,
                 "at": http_date(report.at),
             })),
         })
@@ -245,7 +246,16 @@ impl crate::admin::AdminState for Server {
         Box::pin(async move {
             match Server::reload(self).await {
                 Ok(generation) => {
-                    Ok(serde_json::json!({"result": "success", "generation": generation}))
+                    let restart_required = self
+                        .reloader
+                        .last_report()
+                        .map(|report| report.restart_required)
+                        .unwrap_or_default();
+                    Ok(serde_json::json!({
+                        "result": "success",
+                        "generation": generation,
+                        "restart_required": restart_required,
+                    }))
                 }
                 Err(err) => Err(err.to_string()),
             }

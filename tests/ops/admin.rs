@@ -203,3 +203,47 @@ async fn an_unset_admin_token_variable_stops_the_start() {
         assert!(err.contains("OPS_ADMIN_TOKEN_UNSET"), "{err}");
     }
 }
+
+/// A reload installs what it can and names the settings that only a restart
+/// applies (the listeners, their limits, the engine) instead of calling them
+/// reloaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_names_the_settings_that_need_a_restart() {
+    let steady = Upstream::start(steady_reply).await;
+    let gw = TestGateway::start(
+        &config(&steady.url(), &steady.url()),
+        &[("UPSTREAM_KEY", UPSTREAM_KEY)],
+    )
+    .await;
+    let path = gw.dir.path().join("switchyard.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited = text.replacen(
+        "[server]\n",
+        "[server]\nmax_connections = 7\nmax_request_body_bytes = 4096\n",
+        1,
+    );
+    assert_ne!(edited, text, "the test config has a [server] table");
+    std::fs::write(&path, edited).unwrap();
+
+    let res = call(&gw.admin_url(), "POST", "/admin/reload", None).await;
+    assert_eq!(res.status(), 200);
+    let report: Value = res.json().await.unwrap();
+    assert_eq!(report["result"], "success", "{report}");
+    // The body limit is read per request, so it applied; the connection limit
+    // belongs to the listener started with the process.
+    assert_eq!(
+        report["restart_required"],
+        serde_json::json!(["server.max_connections"]),
+        "{report}"
+    );
+    let policies: Value = call(&gw.admin_url(), "GET", "/admin/policies", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        policies["last_reload"]["restart_required"],
+        serde_json::json!(["server.max_connections"])
+    );
+    gw.stop().await;
+}

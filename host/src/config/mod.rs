@@ -462,6 +462,27 @@ impl Config {
         Ok(config)
     }
 
+    /// The keys whose values differ from `started`'s among those the gateway
+    /// reads only when it starts: the listeners and their limits, the admin
+    /// token, the drain timeout and the whole `[engine]`. A reload installs
+    /// everything else; these need a restart.
+    pub fn changes_needing_restart(&self, started: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        macro_rules! compare {
+            ($table:ident: $($field:ident),+) => {$(
+                if self.$table.$field != started.$table.$field {
+                    changed.push(concat!(stringify!($table), ".", stringify!($field)));
+                }
+            )+};
+        }
+        compare!(server: listen, admin_listen, admin_token_env, max_header_count,
+            max_header_bytes, header_read_timeout_ms, max_connections,
+            h2_max_concurrent_streams, h2_max_pending_accept_reset_streams,
+            h2_max_local_error_reset_streams, drain_timeout_ms);
+        compare!(engine: cache_dir, max_instances, max_memory_mib, perf_map);
+        changed
+    }
+
     /// `cache_dir` as written in the file, made usable: see [`EngineConfig::cache_dir`].
     fn resolve_cache_dir(&self, dir: PathBuf) -> Option<PathBuf> {
         if dir.as_os_str().is_empty() {

@@ -22,6 +22,9 @@ pub struct ReloadReport {
     pub result: Result<u64, String>,
     /// The policy at fault, when the error was a policy's.
     pub policy: Option<String>,
+    /// Keys the installed config changed that take effect only at the next
+    /// start (see [`Config::changes_needing_restart`]).
+    pub restart_required: Vec<&'static str>,
 }
 
 /// How a failed reload is treated.
@@ -47,6 +50,8 @@ pub struct Reloader {
     running: tokio::sync::Mutex<()>,
     /// The last reload's result.
     last: std::sync::Mutex<Option<ReloadReport>>,
+    /// The config the gateway started with: what its listeners and engine use.
+    started: std::sync::OnceLock<Arc<Config>>,
 }
 
 impl Reloader {
@@ -65,6 +70,7 @@ impl Reloader {
             generation: AtomicU64::new(0),
             running: tokio::sync::Mutex::new(()),
             last: std::sync::Mutex::new(None),
+            started: std::sync::OnceLock::new(),
         }
     }
 
@@ -73,9 +79,12 @@ impl Reloader {
         self.config_path.as_deref()
     }
 
-    /// Builds the first snapshot.
+    /// Builds the first snapshot; its config is the one the listeners and the
+    /// engine keep until a restart.
     pub async fn initial(&self, config: Config) -> Result<Snapshot, SnapshotError> {
-        self.build(config, None).await
+        let snapshot = self.build(config, None).await?;
+        let _ = self.started.set(snapshot.config.clone());
+        Ok(snapshot)
     }
 
     async fn build(
@@ -123,11 +132,27 @@ impl Reloader {
                     .await
             }
         };
+        let mut restart_required = Vec::new();
         let result = result.map(|snapshot| {
+            let previous = gateway.snapshot();
+            if !previous.config.clients.is_empty() && snapshot.config.clients.is_empty() {
+                tracing::warn!(
+                    "the reloaded config has no [[client]] keys: client authentication is now off"
+                );
+            }
+            if let Some(started) = self.started.get() {
+                restart_required = snapshot.config.changes_needing_restart(started);
+            }
             let generation = snapshot.generation;
             gateway.install(snapshot);
             generation
         });
+        if !restart_required.is_empty() {
+            tracing::warn!(
+                keys = ?restart_required,
+                "reloaded, but these settings take effect only after a restart"
+            );
+        }
         let result = result.map_err(Arc::new);
         if let (Err(err), Attempt::Tentative) = (&result, attempt) {
             tracing::debug!(error = %err, "reload not possible yet; will retry");
@@ -148,6 +173,7 @@ impl Reloader {
                 .err()
                 .and_then(|e| e.policy())
                 .map(str::to_string),
+            restart_required,
         });
         result
     }
