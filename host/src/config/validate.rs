@@ -294,8 +294,17 @@ fn check_policies(c: &Checker, config: &Config) -> Result<(), ConfigError> {
     let mut names = HashSet::new();
     for policy in &config.policies {
         let at = |field: &str| format!("policy \"{}\".{field}", policy.name);
-        if policy.name.is_empty() {
-            return Err(c.fail(policy.line, "policy.name", "must not be empty"));
+        // Names go into the x-switchyard-policy header and metric labels.
+        let name_ok = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+        if policy.name.is_empty() || !policy.name.bytes().all(name_ok) {
+            return Err(c.fail(
+                policy.line,
+                "policy.name",
+                format!(
+                    "{:?}: must be letters, digits, '-', '_' or '.'",
+                    policy.name
+                ),
+            ));
         }
         if !names.insert(policy.name.as_str()) {
             return Err(c.fail(policy.line, at("name"), "another policy has this name"));
@@ -330,6 +339,15 @@ fn check_routes(c: &Checker, config: &Config) -> Result<(), ConfigError> {
         }
         if !route.path_prefix.starts_with('/') {
             return Err(c.fail(route.line, at("path_prefix"), "must start with '/'"));
+        }
+        for name in route.headers.keys() {
+            if http::HeaderName::try_from(name.as_str()).is_err() {
+                return Err(c.fail(
+                    route.line,
+                    at("headers"),
+                    format!("{name:?} is not a valid header name"),
+                ));
+            }
         }
         for glob in &route.models {
             if let Err(err) = globset::Glob::new(glob) {
@@ -431,6 +449,24 @@ models = { "gpt-4o" = {} }
 "#;
         let err = Config::parse(toml, None).unwrap_err().to_string();
         assert!(err.contains("upstream \"m\".connect_timeout_ms"), "{err}");
+    }
+
+    #[test]
+    fn policy_names_and_route_header_names_are_checked() {
+        let toml = r#"
+[[policy]]
+name = "coût"
+file = "p.wasm"
+"#;
+        let err = Config::parse(toml, None).unwrap_err().to_string();
+        assert!(err.contains("policy.name"), "{err}");
+        let toml = r#"
+[[route]]
+name = "r"
+headers = { "x team" = "a" }
+"#;
+        let err = Config::parse(toml, None).unwrap_err().to_string();
+        assert!(err.contains("route \"r\".headers"), "{err}");
     }
 
     #[test]

@@ -101,7 +101,9 @@ impl Chain {
             .map(|p| format!("{}@{}", p.name(), p.hash8()))
             .collect::<Vec<_>>()
             .join(",");
-        // Policy names and hashes are visible ASCII, so the value always parses.
+        // Config validation keeps policy names to letters, digits, '-', '_' and
+        // '.', and hashes are hex, so the value parses; a policy loaded by other
+        // means with another name gets no header rather than a broken one.
         let stamp = (!header.is_empty())
             .then(|| HeaderValue::from_str(&header).ok())
             .flatten();
