@@ -161,7 +161,9 @@ impl crate::admin::AdminState for Server {
     fn metrics(&self) -> &Metrics {
         // Health is a state, not an event: refresh the gauges whenever they are read.
         let metrics = self.gateway.metrics();
-        for upstream in &self.gateway.snapshot().upstreams {
+        let snapshot = self.gateway.snapshot();
+        metrics.retain_upstream_health(|name| snapshot.upstreams.iter().any(|u| &*u.name == name));
+        for upstream in &snapshot.upstreams {
             metrics.upstream_health(&upstream.name, upstream.health.view().health.gauge_value());
         }
         metrics

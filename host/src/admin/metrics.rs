@@ -295,6 +295,12 @@ impl Metrics {
         self.upstream_health.with([upstream], |g| g.set(value));
     }
 
+    /// Forgets the health gauge of every upstream `current` refuses: one a
+    /// reload removed must not keep reporting its last state.
+    pub fn retain_upstream_health(&self, current: impl Fn(&str) -> bool) {
+        self.upstream_health.retain(|[upstream]| current(upstream));
+    }
+
     /// Counts a policy outcome dropped because the observe queue was full.
     pub fn observe_dropped(&self) {
         self.observe_dropped.inc();

@@ -106,6 +106,15 @@ impl<M, const N: usize> Series<M, N> {
         record(metric)
     }
 
+    /// Drops every series whose label values `keep` refuses.
+    pub(crate) fn retain(&self, keep: impl Fn(&[&str; N]) -> bool) {
+        self.inner
+            .metrics
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|key, _| keep(&key.0.each_ref().map(|value| &**value)));
+    }
+
     /// Number of label sets recorded so far.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
@@ -233,6 +242,19 @@ mod tests {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, registry).unwrap();
         out
+    }
+
+    #[test]
+    fn retain_drops_the_series_it_refuses() {
+        let series: Series<Counter, 1> = Series::new(["upstream"]);
+        let mut registry = Registry::default();
+        registry.register("h", "health", series.clone());
+        series.with(["kept"], |c| c.inc());
+        series.with(["removed"], |c| c.inc());
+        series.retain(|[upstream]| *upstream == "kept");
+        let text = encode(&registry);
+        assert!(text.contains("upstream=\"kept\""), "{text}");
+        assert!(!text.contains("removed"), "{text}");
     }
 
     #[test]
