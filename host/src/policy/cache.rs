@@ -5,8 +5,9 @@
 //! holds `Component::serialize` output followed by its own SHA-256. An entry whose
 //! checksum does not match (a torn write, a flipped bit) is ignored and rewritten;
 //! entries are written to a temporary file and renamed into place, so readers
-//! never see half of one. The directory is created private to the user: the
-//! engine runs native code from it.
+//! never see half of one. The directory is created private to the user, and a
+//! directory that is not (another owner, writable by group or others) is not
+//! used at all: the engine runs native code from it.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
@@ -48,6 +49,8 @@ impl ArtifactCache {
     /// The compiled component, when a valid entry exists. A corrupt entry is
     /// removed (and reported in the log).
     pub fn load(&self, engine: &Engine, module_sha256: &str) -> Option<Component> {
+        // An untrusted directory is not read; `store` says why.
+        private_to_this_user(&self.dir).ok()?;
         let path = self.entry_path(module_sha256);
         let bytes = std::fs::read(&path).ok()?;
         let valid = bytes.len() > CHECKSUM_LEN && {
@@ -87,6 +90,7 @@ impl ArtifactCache {
         let sum = Sha256::digest(&body);
         body.extend_from_slice(&sum);
         create_private_dir(&self.dir).map_err(|e| e.to_string())?;
+        private_to_this_user(&self.dir)?;
         let path = self.entry_path(module_sha256);
         let tmp = self.dir.join(format!(
             ".{module_sha256}.{}.{:x}.tmp",
@@ -107,6 +111,32 @@ impl ArtifactCache {
     }
 }
 
+/// Whether `dir` may hold code the engine runs: it must belong to this user
+/// and be writable by no one else. `create_private_dir` makes it so, but a
+/// configured `cache_dir` may already exist, made by someone else; anyone who
+/// can write an entry there could run native code in the gateway.
+fn private_to_this_user(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir).map_err(|e| e.to_string())?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if meta.uid() != uid {
+        return Err(format!(
+            "{} belongs to another user (uid {}); not using it",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{} is writable by group or others (mode {:o}); not using it",
+            dir.display(),
+            meta.mode() & 0o777
+        ));
+    }
+    Ok(())
+}
+
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
@@ -116,4 +146,24 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         builder.mode(0o700);
     }
     builder.create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn only_a_directory_private_to_this_user_is_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let set_mode = |mode| {
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        set_mode(0o700);
+        assert_eq!(private_to_this_user(dir.path()), Ok(()));
+        set_mode(0o777);
+        let err = private_to_this_user(dir.path()).unwrap_err();
+        assert!(err.contains("writable by group or others"), "{err}");
+    }
 }
