@@ -130,3 +130,113 @@ models = {{ "gpt-4o" = {{ input_per_mtok = 2.5, output_per_mtok = 10.0 }} }}
         "sent as the client wrote it"
     );
 }
+
+/// An upstream counts a stream in flight until its last byte, not only until
+/// its first: policies that balance on `in-flight` see the streams running.
+#[tokio::test]
+async fn a_stream_counts_in_flight_until_it_ends() {
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let upstream = Upstream::always(Reply::Gated {
+        first: r#"{"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"first"}}]}"#.into(),
+        rest: vec!["[DONE]".into()],
+        gate: gate.clone(),
+    })
+    .await;
+    let toml = format!(
+        r#"
+[[upstream]]
+name = "oa"
+provider = "openai"
+endpoint = "{url}"
+api_key_env = "OA"
+models = {{ "gpt-4o" = {{}} }}
+"#,
+        url = upstream.url()
+    );
+    let gw = TestGateway::start(&toml, &[("OA", "oa-key")]).await;
+    let in_flight = || async {
+        let state: serde_json::Value = client()
+            .get(format!("{}/admin/upstreams", gw.admin_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        state["upstreams"][0]["in_flight"].as_u64().unwrap()
+    };
+    let res = client()
+        .post(format!("{}/v1/chat/completions", gw.url()))
+        .json(&serde_json::json!({"model": "gpt-4o", "stream": true, "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    let mut body = res.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    assert!(std::str::from_utf8(&first).unwrap().contains("first"));
+    assert_eq!(in_flight().await, 1, "the stream is still running");
+    gate.notify_one();
+    while let Some(chunk) = body.next().await {
+        chunk.unwrap();
+    }
+    // The outcome (and the in-flight guard with it) ends with the body.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while in_flight().await != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "still in flight");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A stream that breaks mid-way is one broken attempt: an upstream that cuts
+/// every stream fails in a row and turns unhealthy, instead of having its
+/// failure streak reset by a success recorded at the first byte.
+#[tokio::test]
+async fn an_upstream_that_cuts_every_stream_becomes_unhealthy() {
+    let mut reply = Reply::stream(4, Duration::from_millis(2));
+    if let Reply::Sse { cut_after, .. } = &mut reply {
+        *cut_after = Some(1);
+    }
+    let upstream = Upstream::always(reply).await;
+    let toml = format!(
+        r#"
+[[upstream]]
+name = "oa"
+provider = "openai"
+endpoint = "{url}"
+api_key_env = "OA"
+models = {{ "gpt-4o" = {{}} }}
+"#,
+        url = upstream.url()
+    );
+    let gw = TestGateway::start(&toml, &[("OA", "oa-key")]).await;
+    let health = || async {
+        let state: serde_json::Value = client()
+            .get(format!("{}/admin/upstreams", gw.admin_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        state["upstreams"][0]["health"].as_str().unwrap().to_owned()
+    };
+    for _ in 0..10 {
+        if health().await == "unhealthy" {
+            return;
+        }
+        let res = client()
+            .post(format!("{}/v1/chat/completions", gw.url()))
+            .json(&serde_json::json!({"model": "gpt-4o", "stream": true, "messages": []}))
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 200 {
+            let text = res.text().await.unwrap_or_default();
+            assert!(
+                !text.ends_with("data: [DONE]\n\n"),
+                "the stream was cut: {text}"
+            );
+        }
+    }
+    assert_eq!(health().await, "unhealthy");
+}

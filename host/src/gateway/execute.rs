@@ -8,6 +8,7 @@ use http_body::Frame;
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
+use super::outcome::ServingAttempt;
 use super::request_view::RequestView;
 use super::response::GatewayError;
 use crate::admin::Metrics;
@@ -104,6 +105,8 @@ pub struct Committed {
     /// The gateway asked this upstream for the stream's usage on the client's
     /// behalf: the usage-only chunk is for the gateway, not the client.
     pub usage_requested: bool,
+    /// The attempt, recorded in the upstream's health when the body ends.
+    pub attempt: ServingAttempt,
 }
 
 /// The result of running a plan.
@@ -144,7 +147,7 @@ pub async fn execute(attempt: Attempt<'_>) -> Executed {
         if index > 0 {
             attempt.metrics.fallback();
         }
-        let _in_flight = upstream.health.start_attempt();
+        let in_flight = upstream.health.start_attempt();
         let sent = Instant::now();
         let deadline = sent + upstream.first_byte_timeout;
         let usage_requested = attempt.operation == Operation::ChatCompletions
@@ -185,9 +188,6 @@ pub async fn execute(attempt: Attempt<'_>) -> Executed {
                                 ("success", AttemptOutcome::Success)
                             };
                             let now = Instant::now();
-                            upstream
-                                .health
-                                .record_at(outcome.1, now - sent, now.into_std());
                             attempt.metrics.attempt(&upstream.name, outcome.0);
                             return Executed {
                                 attempts: index as u32 + 1,
@@ -198,6 +198,11 @@ pub async fn execute(attempt: Attempt<'_>) -> Executed {
                                     body,
                                     time_to_first_byte: now - attempt.started,
                                     usage_requested,
+                                    attempt: ServingAttempt {
+                                        outcome: outcome.1,
+                                        latency: now - sent,
+                                        in_flight,
+                                    },
                                 }),
                             };
                         }

@@ -256,6 +256,7 @@ impl Gateway {
         pending.upstream = Some(serving.upstream);
         pending.prices = (serving.input_per_mtok, serving.output_per_mtok);
         pending.time_to_first_byte = Some(committed.time_to_first_byte);
+        pending.attempt = Some(committed.attempt);
         let idle = Duration::from_millis(snapshot.config.server.idle_timeout_ms);
         let body = stream::ResponseStream::new(
             committed.first,
@@ -327,6 +328,7 @@ impl RequestContext {
             status,
             attempts: self.attempts,
             time_to_first_byte: None,
+            attempt: None,
         }
     }
 }

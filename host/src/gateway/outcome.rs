@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use crate::admin::Metrics;
 use crate::policy::types::Outcome;
 use crate::snapshot::Snapshot;
-use crate::upstream::health::AttemptOutcome;
+use crate::upstream::health::{AttemptOutcome, InFlight};
 
 /// Outcomes waiting for `observe` before new ones are dropped (and counted).
 const OBSERVE_QUEUE: usize = 4096;
@@ -148,12 +148,28 @@ pub struct PendingOutcome {
     pub attempts: u32,
     /// Time from arrival to the upstream's first body byte.
     pub time_to_first_byte: Option<Duration>,
+    /// The serving attempt, whose health record waits for the body's end.
+    pub attempt: Option<ServingAttempt>,
+}
+
+/// The attempt whose response the client is getting. Its upstream counts it in
+/// flight until the body ends, and its health record waits until then too: a
+/// stream that breaks mid-way is one broken attempt, not a success and then a
+/// failure (which would reset the failure streak every time).
+pub struct ServingAttempt {
+    /// How the attempt went as far as its headers (success or client error).
+    pub outcome: AttemptOutcome,
+    /// From sending the request to the first body byte.
+    pub latency: Duration,
+    /// Keeps the upstream's in-flight count up while the body streams.
+    pub in_flight: InFlight,
 }
 
 impl PendingOutcome {
     /// Reports the request: metrics, health, access log, and `observe`.
     pub fn finish(self, usage: Option<Usage>, ending: Ending) {
-        let latency = self.started.elapsed();
+        let now = Instant::now();
+        let latency = now - self.started;
         let metrics = &self.sink.metrics;
         let route_name = self
             .route
@@ -167,10 +183,17 @@ impl PendingOutcome {
             / 1e6;
 
         metrics.request_finished(route_name, upstream_name, self.status, latency);
+        if let (Some(upstream), Some(attempt)) = (upstream, &self.attempt) {
+            let outcome = match ending {
+                Ending::Broken => AttemptOutcome::Broken,
+                // A client going away says nothing about the upstream.
+                Ending::Complete | Ending::ClientGone => attempt.outcome,
+            };
+            upstream
+                .health
+                .record_at(outcome, attempt.latency, now.into_std());
+        }
         if let Some(upstream) = upstream {
-            if ending == Ending::Broken {
-                upstream.health.record(AttemptOutcome::Broken, latency);
-            }
             metrics.tokens(
                 &upstream.name,
                 &self.model,
