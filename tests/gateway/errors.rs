@@ -239,3 +239,45 @@ policies = ["drop-all"]
     assert_eq!((status, code(&json)), (503, "no_route"));
     assert_eq!(upstream.hits(), 0);
 }
+
+/// A client that gives up before its response is ready is still counted (and
+/// logged) once, with nginx's 499, instead of vanishing from the metrics.
+#[tokio::test]
+async fn a_client_that_leaves_before_the_answer_is_counted_as_499() {
+    let upstream = Upstream::always(Reply::StallBeforeHeaders).await;
+    let toml = format!(
+        r#"
+[[upstream]]
+name = "slow"
+provider = "openai"
+endpoint = "{url}"
+api_key_env = "KEY"
+models = {{ "gpt-4o" = {{}} }}
+"#,
+        url = upstream.url()
+    );
+    let gw = TestGateway::start(&toml, &[("KEY", "sk-test")]).await;
+    let gave_up = client()
+        .post(format!("{}/v1/chat/completions", gw.url()))
+        .timeout(std::time::Duration::from_millis(300))
+        .json(&chat("gpt-4o"))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the upstream never answers");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let metrics = client()
+            .get(format!("{}/metrics", gw.admin_url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains(r#"status="499"} 1"#) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

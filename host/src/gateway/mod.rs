@@ -86,16 +86,23 @@ impl Gateway {
         B: Body<Data = Bytes>,
         B::Error: std::fmt::Display,
     {
-        let mut ctx = RequestContext {
-            snapshot: self.snapshot.load_full(),
-            request_id: request_id(request.headers()),
-            started: Instant::now(),
-            route: None,
-            tenant: None,
-            model: String::new(),
-            attempts: 0,
+        let mut answering = Answering {
+            ctx: RequestContext {
+                snapshot: self.snapshot.load_full(),
+                request_id: request_id(request.headers()),
+                started: Instant::now(),
+                route: None,
+                tenant: None,
+                model: String::new(),
+                attempts: 0,
+            },
+            sink: &self.outcomes,
+            answered: false,
         };
-        match self.serve(&mut ctx, request).await {
+        let served = self.serve(&mut answering.ctx, request).await;
+        answering.answered = true;
+        let ctx = &answering.ctx;
+        match served {
             Ok(response) => response,
             Err(err) => {
                 let status = err.status.as_u16();
@@ -288,6 +295,30 @@ impl Gateway {
         );
         stamp(response.headers_mut(), &ctx.stamp(None));
         response
+    }
+}
+
+/// The status logged and counted for a request whose client went away before
+/// its response was ready (nginx's "client closed request"); never sent.
+const CLIENT_CLOSED: u16 = 499;
+
+/// A request being answered. When the client goes away first, hyper drops the
+/// handler's future, and with it this: the request is still logged and
+/// counted, with status [`CLIENT_CLOSED`] and ending `client-gone`. (Once the
+/// response has begun, its body reports the client going away instead.)
+struct Answering<'a> {
+    ctx: RequestContext,
+    sink: &'a Arc<OutcomeSink>,
+    answered: bool,
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.ctx
+                .pending(self.sink.clone(), CLIENT_CLOSED)
+                .finish(None, Ending::ClientGone);
+        }
     }
 }
 
