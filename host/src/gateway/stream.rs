@@ -1,11 +1,11 @@
 //! Forwarding an upstream response body to the client, frame by frame, never
 //! buffered. On the way it keeps the last bytes to read the token `usage` at the
-//! end, drops the usage-only chunk the gateway asked for on a client's behalf
-//! ([`usage_chunk`]), ends a stream that breaks mid-way with an SSE error
-//! event, and reports the request's outcome when the body ends (or the client
-//! goes away).
+//! end, passes SSE on in whole events, dropping the usage-only chunk the
+//! gateway asked for on a client's behalf ([`events`]), ends a stream that
+//! breaks mid-way with an SSE error event, and reports the request's outcome
+//! when the body ends (or the client goes away).
 
-mod usage_chunk;
+mod events;
 
 use std::pin::Pin;
 use std::sync::LazyLock;
@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use self::usage_chunk::UsageChunkFilter;
+use self::events::SseEvents;
 use super::outcome::{Ending, PendingOutcome, Usage};
 use crate::provider::UpstreamBody;
 
@@ -31,8 +31,8 @@ pub struct ResponseStream {
     idle: Pin<Box<Sleep>>,
     sse: bool,
     tail: Tail,
-    /// Set when the gateway asked for the stream's usage on the client's behalf.
-    usage_filter: Option<UsageChunkFilter>,
+    /// An SSE body's events (none for other bodies, passed on frame by frame).
+    events: Option<SseEvents>,
     outcome: Option<PendingOutcome>,
     finished: bool,
 }
@@ -60,10 +60,10 @@ impl ResponseStream {
             tail.push(data);
         }
         let finished = first.is_none();
-        let mut usage_filter = (sse && usage_requested).then(UsageChunkFilter::default);
-        let first = match (first, usage_filter.as_mut()) {
-            (Some(frame), Some(filter)) => match frame.into_data() {
-                Ok(data) => filter.push(data).map(Frame::data),
+        let mut events = sse.then(|| SseEvents::new(usage_requested));
+        let first = match (first, events.as_mut()) {
+            (Some(frame), Some(events)) => match frame.into_data() {
+                Ok(data) => events.push(data).map(Frame::data),
                 Err(frame) => Some(frame),
             },
             (first, _) => first,
@@ -75,7 +75,7 @@ impl ResponseStream {
             idle: Box::pin(tokio::time::sleep(idle_timeout)),
             sse,
             tail,
-            usage_filter,
+            events,
             outcome: Some(outcome),
             finished,
         };
@@ -106,9 +106,9 @@ impl ResponseStream {
 
     fn broken(&mut self, reason: String) -> Poll<Option<Result<Frame<Bytes>, StreamBroken>>> {
         self.finish(Ending::Broken);
-        if let Some(filter) = &mut self.usage_filter {
+        if let Some(events) = &mut self.events {
             // The event the upstream left unfinished would corrupt the error event.
-            filter.discard();
+            events.discard();
         }
         if self.sse {
             // The client is reading SSE: say what happened instead of cutting silently.
@@ -142,11 +142,8 @@ impl Body for ResponseStream {
         }
         loop {
             if this.finished {
-                // What the usage filter still holds, if anything, then the end.
-                let held = this
-                    .usage_filter
-                    .as_mut()
-                    .and_then(UsageChunkFilter::finish);
+                // An unfinished SSE event still held, if any, then the end.
+                let held = this.events.as_mut().and_then(SseEvents::finish);
                 return Poll::Ready(held.map(|data| Ok(Frame::data(data))));
             }
             match Pin::new(&mut this.inner).poll_frame(cx) {
@@ -157,11 +154,11 @@ impl Body for ResponseStream {
                     let deadline = Instant::now() + this.idle_timeout;
                     this.idle.as_mut().reset(deadline);
                     this.finish_if_drained();
-                    let Some(filter) = &mut this.usage_filter else {
+                    let Some(events) = &mut this.events else {
                         return Poll::Ready(Some(Ok(frame)));
                     };
                     match frame.into_data() {
-                        Ok(data) => match filter.push(data) {
+                        Ok(data) => match events.push(data) {
                             Some(kept) => return Poll::Ready(Some(Ok(Frame::data(kept)))),
                             // Nothing whole yet: read on.
                             None => continue,
@@ -186,10 +183,7 @@ impl Body for ResponseStream {
     fn is_end_stream(&self) -> bool {
         self.first.is_none()
             && self.finished
-            && self
-                .usage_filter
-                .as_ref()
-                .is_none_or(UsageChunkFilter::is_empty)
+            && self.events.as_ref().is_none_or(SseEvents::is_empty)
     }
 
     fn size_hint(&self) -> SizeHint {

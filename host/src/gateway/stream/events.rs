@@ -1,32 +1,44 @@
-//! Keeping the usage-only chunk from a client that did not ask for it.
+//! Passing an SSE body on in whole events, minus the usage-only chunk when the
+//! gateway asked for it.
+//!
+//! The start of an event whose end has not arrived is held until it does. An
+//! SSE client dispatches nothing before an event's end anyway, so holding it
+//! delays nothing the client could use; and a stream that breaks mid-event
+//! then ends at an event boundary, where the gateway's error event parses
+//! (appended to half an event, it would corrupt both).
 //!
 //! OpenAI-style APIs put `usage` in a stream only when the request sets
 //! `stream_options.include_usage`; then the last event before `[DONE]` is a
 //! chunk with no choices and the usage. The gateway sets the option for every
 //! stream so that it can count tokens and cost, and a client that did not set it
-//! must see the stream it asked for: [`UsageChunkFilter`] drops that one event.
-//!
-//! Events are passed on whole: the start of an event whose end has not arrived
-//! is held until it does. An SSE client dispatches nothing before an event's
-//! end anyway, so holding it delays nothing the client could use. It also means
-//! a stream that breaks mid-event ends at an event boundary, where the
-//! gateway's error event parses.
+//! must see the stream it asked for: that one event is dropped.
 
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-/// Drops the usage-only chunk from an SSE body, frame by frame.
+/// An SSE body on its way, frame by frame, in whole events.
 #[derive(Debug, Default)]
-pub struct UsageChunkFilter {
+pub struct SseEvents {
     /// The start of an event whose end has not arrived.
     held: BytesMut,
+    /// Whether the usage-only chunk is dropped.
+    drop_usage_chunk: bool,
 }
 
-impl UsageChunkFilter {
+impl SseEvents {
+    /// Events of a body; `drop_usage_chunk` when the gateway asked for the
+    /// usage on the client's behalf.
+    pub fn new(drop_usage_chunk: bool) -> SseEvents {
+        SseEvents {
+            held: BytesMut::new(),
+            drop_usage_chunk,
+        }
+    }
+
     /// What to pass on of `data`, the next bytes of the body: the events it
-    /// completes, minus a usage-only chunk. None when there is nothing to pass
-    /// on yet.
+    /// completes (minus the usage-only chunk, when dropped). None when there is
+    /// nothing to pass on yet.
     pub fn push(&mut self, data: Bytes) -> Option<Bytes> {
         let whole = if self.held.is_empty() {
             let end = events_end(&data);
@@ -37,7 +49,11 @@ impl UsageChunkFilter {
             let end = events_end(&self.held);
             self.held.split_to(end).freeze()
         };
-        let kept = without_usage_chunk(whole);
+        let kept = if self.drop_usage_chunk {
+            without_usage_chunk(whole)
+        } else {
+            whole
+        };
         (!kept.is_empty()).then_some(kept)
     }
 
@@ -136,9 +152,10 @@ mod tests {
         "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":9}}\n\n";
     const DONE: &str = "data: [DONE]\n\n";
 
-    /// Runs `frames` through a filter; the bytes the client gets.
+    /// Runs `frames` through an event framer that drops the usage chunk; the
+    /// bytes the client gets.
     fn client_sees(frames: &[&[u8]]) -> String {
-        let mut filter = UsageChunkFilter::default();
+        let mut filter = SseEvents::new(true);
         let mut out = Vec::new();
         for frame in frames {
             if let Some(kept) = filter.push(Bytes::copy_from_slice(frame)) {
@@ -176,7 +193,7 @@ mod tests {
 
     #[test]
     fn a_partial_event_is_held_until_its_end() {
-        let mut filter = UsageChunkFilter::default();
+        let mut filter = SseEvents::new(false);
         let (head, tail) = CHUNK.split_at(10);
         assert_eq!(filter.push(Bytes::from_static(head.as_bytes())), None);
         assert_eq!(
@@ -186,6 +203,14 @@ mod tests {
         filter.push(Bytes::from_static(b"data: {\"cho"));
         filter.discard();
         assert_eq!(filter.finish(), None);
+    }
+
+    #[test]
+    fn without_dropping_the_usage_chunk_every_event_passes() {
+        let mut events = SseEvents::new(false);
+        let stream = format!("{CHUNK}{USAGE}{DONE}");
+        let kept = events.push(Bytes::from(stream.clone())).unwrap();
+        assert_eq!(&kept[..], stream.as_bytes());
     }
 
     #[test]
