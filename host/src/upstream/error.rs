@@ -23,15 +23,6 @@ pub enum AttemptError {
         /// The underlying error, without secrets.
         detail: String,
     },
-    /// The upstream did not answer in time. The adapters never create this (a
-    /// connect timeout is [`AttemptError::Connect`]); it is the gateway's
-    /// first-byte timeout. The upstream may be processing the request, so a retry
-    /// **may duplicate work** (the plan's `timeout` flag decides).
-    #[error("{host} did not answer in time")]
-    Timeout {
-        /// The upstream's host (and port).
-        host: String,
-    },
     /// The connection broke after it was established and before the response
     /// headers: reset, closed, or a protocol error. The upstream may have seen the
     /// request, so a retry **may duplicate work**; treat it like a server error
@@ -60,8 +51,6 @@ pub enum AttemptError {
 pub enum AttemptErrorKind {
     /// See [`AttemptError::Connect`].
     Connect,
-    /// See [`AttemptError::Timeout`].
-    Timeout,
     /// See [`AttemptError::Broken`].
     Broken,
     /// See [`AttemptError::Request`].
@@ -103,16 +92,10 @@ impl fmt::Display for ConnectCause {
 }
 
 impl AttemptError {
-    /// A first-byte timeout for `host` (created by the gateway).
-    pub fn timeout(host: impl Into<String>) -> AttemptError {
-        AttemptError::Timeout { host: host.into() }
-    }
-
     /// The error's kind.
     pub fn kind(&self) -> AttemptErrorKind {
         match self {
             AttemptError::Connect { .. } => AttemptErrorKind::Connect,
-            AttemptError::Timeout { .. } => AttemptErrorKind::Timeout,
             AttemptError::Broken { .. } => AttemptErrorKind::Broken,
             AttemptError::Request { .. } => AttemptErrorKind::Request,
         }
@@ -144,7 +127,6 @@ impl AttemptError {
     pub fn host(&self) -> &str {
         match self {
             AttemptError::Connect { host, .. }
-            | AttemptError::Timeout { host }
             | AttemptError::Broken { host, .. }
             | AttemptError::Request { host, .. } => host,
         }
@@ -352,6 +334,5 @@ mod tests {
         );
         assert_eq!(broken.kind(), AttemptErrorKind::Broken);
         assert!(!broken.is_retry_safe());
-        assert!(!AttemptError::timeout("h:1").is_retry_safe());
     }
 }
