@@ -447,6 +447,7 @@ fn arm(store: &mut Store<StoreState>, deadline: Instant) {
     let state = store.data_mut();
     state.deadline = deadline;
     state.limits.reset_refusal();
+    state.reset_log_budget();
     store.set_epoch_deadline(1);
 }
 

@@ -22,6 +22,12 @@ use super::types::Candidate;
 /// Longest log line a guest may write, in bytes; longer ones are cut.
 pub const MAX_LOG_BYTES: usize = 1024;
 
+/// Most `log` lines one call may write; the rest are dropped (and the drop is
+/// logged once). Logging is synchronous and the epoch deadline cannot stop a
+/// host call, so a guest logging in a loop must not flood the log or stall
+/// the call on a slow log pipe.
+pub const MAX_LOG_LINES_PER_CALL: u32 = 32;
+
 /// Most host resources (WASI streams, pollables) one instance may hold at
 /// once. The memory cap counts only the guest's own memory, so a guest that
 /// never drops what it opens traps here instead of growing the host's heap
@@ -39,6 +45,8 @@ pub struct StoreState {
     pub deadline: Instant,
     /// What the guest printed lately.
     pub output: OutputTail,
+    /// `log` lines written by the running call.
+    logged: u32,
     /// The request the running `decide` call reads through its handle.
     pub(super) request: Option<Arc<Request>>,
     /// The candidates of the running `decide` call, whose live state the guest
@@ -70,6 +78,7 @@ impl StoreState {
             deadline: Instant::now(),
             wasi: deny_by_default_wasi(&output),
             output,
+            logged: 0,
             request: None,
             candidates: Vec::new(),
             catalog: None,
@@ -131,10 +140,28 @@ impl WasiView for StoreState {
 
 impl types::Host for StoreState {}
 
+impl StoreState {
+    /// Starts a call's `log` budget afresh.
+    pub(super) fn reset_log_budget(&mut self) {
+        self.logged = 0;
+    }
+}
+
 impl host::Host for StoreState {
     fn log(&mut self, level: host::LogLevel, message: String) {
-        let message = truncate(&message, MAX_LOG_BYTES);
         let policy = &*self.policy;
+        self.logged = self.logged.saturating_add(1);
+        if self.logged > MAX_LOG_LINES_PER_CALL {
+            if self.logged == MAX_LOG_LINES_PER_CALL + 1 {
+                tracing::warn!(
+                    target: "switchyard::policy::guest",
+                    policy,
+                    "more than {MAX_LOG_LINES_PER_CALL} log lines in one call; dropping the rest"
+                );
+            }
+            return;
+        }
+        let message = one_line(truncate(&message, MAX_LOG_BYTES));
         match level {
             host::LogLevel::Trace => {
                 tracing::trace!(target: "switchyard::policy::guest", policy, "{message}")
@@ -188,6 +215,23 @@ impl host::Host for StoreState {
 }
 
 /// `text` cut to at most `max` bytes on a character boundary.
+/// `text` with its control characters escaped (`\n` as `\\n`…), so that a
+/// guest's message stays on one log line and cannot forge another.
+fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 pub(crate) fn truncate(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
@@ -202,6 +246,15 @@ pub(crate) fn truncate(text: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guest_messages_stay_on_one_line() {
+        assert_eq!(one_line("plain"), "plain");
+        assert_eq!(
+            one_line("ok\nINFO forged line\r\t"),
+            "ok\\nINFO forged line\\r\\t"
+        );
+    }
 
     #[test]
     fn truncate_respects_char_boundaries() {
