@@ -324,3 +324,71 @@ async fn a_changed_case_file_is_checked_on_reload() {
     let (status, policy) = fx.request().await;
     assert_eq!((status, policy.as_str()), (200, served.as_str()));
 }
+
+/// A policy file replaced while the first snapshot was being built (seconds
+/// for a JS or Python policy compiled afresh) is reloaded once the watch
+/// starts: the watch compares against the files as they were before the build,
+/// not as they are when it starts. In process, so the edit lands exactly in
+/// that window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_changed_during_start_up_is_reloaded() {
+    use switchyard::config::Config;
+    use switchyard::server::Server;
+    use switchyard::snapshot::{Baseline, FileWatch, WatchSettings};
+
+    let upstream = Upstream::always(Reply::completion("gpt-4o", 5, 5)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = std::fs::read(guest("azure-first")).unwrap();
+    let second = std::fs::read(guest("cost")).unwrap();
+    let policy = PolicyDir::create(dir.path(), &first);
+    let path = dir.path().join("switchyard.toml");
+    let text = config(
+        &upstream.url(),
+        &policy.path().display().to_string(),
+        &dir.path().join("cache"),
+    );
+    std::fs::write(&path, text).unwrap();
+
+    let baseline = Baseline::read(&path);
+    let server = Server::start(
+        Config::load(&path).unwrap(),
+        Some(path.clone()),
+        Box::new(|_| Some("sk-upstream".to_owned())),
+    )
+    .await
+    .unwrap();
+    let loaded = |server: &Server| {
+        server.gateway().snapshot().policies[0]
+            .policy
+            .hash8()
+            .to_owned()
+    };
+    assert_eq!(loaded(&server), hash8(&first));
+    // The edit lands after the first build and before the watch starts.
+    std::fs::write(policy.path(), &second).unwrap();
+    let reloading = server.clone();
+    let _watch = FileWatch::start(
+        path.clone(),
+        server.gateway().clone(),
+        WatchSettings::default(),
+        baseline,
+        move |attempt| {
+            let server = reloading.clone();
+            async move {
+                server
+                    .reloader()
+                    .reload_with(server.gateway(), attempt)
+                    .await
+            }
+        },
+    )
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while loaded(&server) != hash8(&second) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the edit was not loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

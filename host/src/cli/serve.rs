@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use switchyard::config::Config;
 use switchyard::server::Server;
-use switchyard::snapshot::{FileWatch, WatchSettings};
+use switchyard::snapshot::{Baseline, FileWatch, WatchSettings};
 
 /// Arguments of `switchyard serve`.
 #[derive(Debug, clap::Args)]
@@ -37,6 +37,9 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Loads `path`, starts the gateway and serves until a shutdown signal.
 pub async fn serve_config(path: &Path) -> anyhow::Result<()> {
+    // Before anything loads: a file edited while the first snapshot builds must
+    // count as changed when the watch starts.
+    let baseline = Baseline::read(path);
     let config = Config::load(path)?;
     let server = Server::start(
         config,
@@ -53,7 +56,7 @@ pub async fn serve_config(path: &Path) -> anyhow::Result<()> {
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
     tokio::spawn(reload_on_sighup(server.clone(), hangups));
-    let _watch = watch_files(&server, path);
+    let _watch = watch_files(&server, path, baseline);
     // One machine-readable line on stdout, so scripts and tests can find the ports.
     println!(
         "switchyard listening on http://{} (admin http://{})",
@@ -81,12 +84,13 @@ pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>
 
 /// Reloads when the config file or a policy file changes. A gateway that cannot
 /// watch (e.g. out of inotify watches) still serves, and still reloads on SIGHUP.
-fn watch_files(server: &Arc<Server>, path: &Path) -> Option<FileWatch> {
+fn watch_files(server: &Arc<Server>, path: &Path, baseline: Baseline) -> Option<FileWatch> {
     let reloading = server.clone();
     let watch = FileWatch::start(
         path.to_path_buf(),
         server.gateway().clone(),
         WatchSettings::default(),
+        baseline,
         move |attempt| {
             let server = reloading.clone();
             async move {

@@ -16,7 +16,7 @@ use http::HeaderValue;
 
 pub use build::{EnvLookup, SnapshotBuilder, SnapshotError};
 pub use reload::{Attempt, ReloadReport, Reloader};
-pub use watch::{FileWatch, WatchSettings};
+pub use watch::{Baseline, FileWatch, WatchSettings};
 
 use crate::config::{Config, ProviderKind};
 use crate::gateway::auth::ClientKeys;

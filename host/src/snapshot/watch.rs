@@ -59,6 +59,26 @@ impl Default for WatchSettings {
     }
 }
 
+/// The config and policy files as they were before the gateway loaded them:
+/// what the watch compares against first. Read it before the first snapshot is
+/// built, so that a file changed while that build ran (seconds, for a JS or
+/// Python policy compiled afresh) is seen as changed, not taken for what was
+/// loaded.
+pub struct Baseline(Contents);
+
+impl Baseline {
+    /// Reads `config_path` and the files its policies name. Blocking: a few
+    /// files, once, at start-up.
+    pub fn read(config_path: &Path) -> Baseline {
+        let mut files = BTreeSet::from([config_path.to_path_buf()]);
+        if let Ok(config) = Config::load(config_path) {
+            files_of(&config, &mut files);
+        }
+        let files = files.into_iter().collect();
+        Baseline(read_contents(files, Contents::new(), Reuse::SameStat))
+    }
+}
+
 /// A running watch over the config file and the policy files it names. Dropping
 /// it stops watching.
 pub struct FileWatch {
@@ -68,11 +88,14 @@ pub struct FileWatch {
 impl FileWatch {
     /// Starts watching `config_path` and the files of `gateway`'s config; `reload`
     /// rebuilds and installs the snapshot (e.g. [`super::Reloader::reload_with`]).
-    /// Must be called inside a tokio runtime.
+    /// `baseline` is what the files held before the snapshot was built; the
+    /// watch compares against it at once, then after every change. Must be
+    /// called inside a tokio runtime.
     pub fn start<R, F>(
         config_path: PathBuf,
         gateway: Arc<Gateway>,
         settings: WatchSettings,
+        baseline: Baseline,
         reload: R,
     ) -> Result<FileWatch, notify::Error>
     where
@@ -96,10 +119,10 @@ impl FileWatch {
             dirs: BTreeSet::new(),
         };
         files.refresh();
-        // The baseline is read now, before this returns, so an edit made right
-        // after start is compared against the files as they were (read on the
-        // caller's thread: a few files, once, at start-up).
-        let seen = read_contents(files.files.clone(), Contents::new(), Reuse::SameStat);
+        // Changes made before the directories were watched sent no event: look
+        // once now, against the files as they were before the first build.
+        events.notify_one();
+        let Baseline(seen) = baseline;
         tracing::info!(
             files = files.files.len(),
             directories = files.dirs.len(),
@@ -212,12 +235,7 @@ impl WatchedFiles {
             .into_iter()
             .flatten()
         {
-            for policy in &config.policies {
-                files.insert(config.resolve_path(&policy.file));
-                if let Some(tests) = &policy.tests {
-                    files.insert(config.resolve_path(tests));
-                }
-            }
+            files_of(config, &mut files);
         }
         let mut dirs = BTreeSet::new();
         for file in &files {
@@ -272,6 +290,16 @@ impl WatchedFiles {
         tokio::task::spawn_blocking(move || read_contents(files, known, reuse))
             .await
             .unwrap_or_default()
+    }
+}
+
+/// Adds each policy's component and cases file named in `config` to `files`.
+fn files_of(config: &Config, files: &mut BTreeSet<PathBuf>) {
+    for policy in &config.policies {
+        files.insert(config.resolve_path(&policy.file));
+        if let Some(tests) = &policy.tests {
+            files.insert(config.resolve_path(tests));
+        }
     }
 }
 
