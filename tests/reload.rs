@@ -392,3 +392,50 @@ async fn a_file_changed_during_start_up_is_reloaded() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A config rewritten in place by a writer that stalls mid-file (an `scp` on a
+/// slow link) is not read until the writer closes it: the first half here is a
+/// valid config whose route has lost its policies, and installing it would
+/// route around them for as long as the stall lasted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_written_in_place_is_read_once_the_writer_closes_it() {
+    use std::io::Write;
+
+    let wasm = guest("azure-first");
+    let served = format!("router@{}", hash8(&std::fs::read(&wasm).unwrap()));
+    let fx = Fixture::start(
+        |_| {},
+        |url, root| config(url, &wasm.display().to_string(), &root.join("cache")),
+    )
+    .await;
+    fx.wait_serving(&served, PATIENCE).await;
+    let text = std::fs::read_to_string(fx.config_path()).unwrap();
+    let cut = text
+        .find("policies = [\"router\"]")
+        .expect("the route's chain");
+    let (head, tail) = text.split_at(cut);
+
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(fx.config_path())
+        .unwrap();
+    file.write_all(head.as_bytes()).unwrap();
+    file.flush().unwrap();
+    // Well past the 50 ms settle time: the half file would have been loaded.
+    let stalled = tokio::time::Instant::now() + Duration::from_millis(800);
+    while tokio::time::Instant::now() < stalled {
+        let (status, policy) = fx.request().await;
+        assert_eq!(
+            (status, policy.as_str()),
+            (200, served.as_str()),
+            "half a config was installed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    file.write_all(tail.as_bytes()).unwrap();
+    drop(file);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fx.request().await, (200, served.clone()));
+    assert_eq!(fx.reloads("error").await, 0, "{}", fx.gateway.logs());
+}

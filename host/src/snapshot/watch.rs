@@ -7,7 +7,10 @@
 //! event there (other than reads) leads to a look at the watched files themselves:
 //!
 //! 1. **Settle**: wait until their size, mtime and inode stay the same for
-//!    `settle` with no new event in between.
+//!    `settle` with no new event in between, and until no watched file is open
+//!    for writing (a write in place that has not been closed yet, as an `scp`
+//!    that stalls mid-file leaves it; a config cut at a line boundary would
+//!    parse). A file left open longer than `open_wait` is read anyway.
 //! 2. **Changed?**: compare their contents (SHA-256) with what the last reload
 //!    saw; a change to some other file in the same directory reloads nothing
 //!    (and reads nothing: a file whose metadata did not change is not re-read).
@@ -47,6 +50,8 @@ pub struct WatchSettings {
     /// How long after the last event a failing file counts as "still being
     /// written" before its failure is reported.
     pub grace: Duration,
+    /// Longest wait for a watched file written in place to be closed.
+    pub open_wait: Duration,
 }
 
 impl Default for WatchSettings {
@@ -55,6 +60,7 @@ impl Default for WatchSettings {
             settle: Duration::from_millis(50),
             retry: Duration::from_millis(100),
             grace: Duration::from_millis(1500),
+            open_wait: Duration::from_secs(5),
         }
     }
 }
@@ -106,7 +112,12 @@ impl FileWatch {
         // any number of events coalesce into one.
         let events = Arc::new(Notify::new());
         let signal = events.clone();
+        let open = Arc::new(OpenForWrite::default());
+        let writers = open.clone();
         let notifier = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if let Ok(event) = &event {
+                writers.note(event);
+            }
             if is_change(&event) {
                 signal.notify_one();
             }
@@ -117,6 +128,7 @@ impl FileWatch {
             gateway,
             files: Vec::new(),
             dirs: BTreeSet::new(),
+            open,
         };
         files.refresh();
         // Changes made before the directories were watched sent no event: look
@@ -155,7 +167,7 @@ async fn watch<R, F>(
     // was built from.
     loop {
         events.notified().await;
-        files.settle(&events, settings.settle).await;
+        files.settle(&events, &settings).await;
         let mut current = files.contents(&seen, Reuse::SameStat).await;
         if same_sums(&current, &seen) {
             files.refresh();
@@ -185,7 +197,7 @@ async fn watch<R, F>(
             }
             // Not loadable (yet): wait for the next write or the retry interval.
             if timeout(settings.retry, events.notified()).await.is_ok() {
-                files.settle(&events, settings.settle).await;
+                files.settle(&events, &settings).await;
                 current = files.contents(&current, Reuse::SameStat).await;
                 deadline = Instant::now() + settings.grace;
             }
@@ -221,6 +233,62 @@ struct WatchedFiles {
     gateway: Arc<Gateway>,
     files: Vec<PathBuf>,
     dirs: BTreeSet<PathBuf>,
+    /// Files written in place and not closed yet.
+    open: Arc<OpenForWrite>,
+}
+
+/// Paths written in place and not closed yet, from the watcher's events.
+#[derive(Default)]
+struct OpenForWrite(std::sync::Mutex<BTreeSet<PathBuf>>);
+
+impl OpenForWrite {
+    /// Follows one event: data written opens a path, closing it after writing,
+    /// renaming or removing it closes it. Only inotify (Linux) reports closes;
+    /// elsewhere nothing is tracked and settling goes by metadata alone.
+    fn note(&self, event: &notify::Event) {
+        use notify::event::{CreateKind, ModifyKind};
+        if !cfg!(target_os = "linux") {
+            return;
+        }
+        let opened = match event.kind {
+            EventKind::Create(CreateKind::File) | EventKind::Modify(ModifyKind::Data(_)) => true,
+            EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Modify(ModifyKind::Name(_))
+            | EventKind::Remove(_) => false,
+            _ => return,
+        };
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded: files written in the watched directories but never closed
+        // (a process killed mid-write) must not pile up.
+        if open.len() > 1024 {
+            open.clear();
+        }
+        for path in &event.paths {
+            let path = lexical(path);
+            if opened {
+                open.insert(path);
+            } else {
+                open.remove(&path);
+            }
+        }
+    }
+
+    /// Whether any of `files` is open for writing.
+    fn any(&self, files: &[PathBuf]) -> bool {
+        let open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        !open.is_empty() && files.iter().any(|file| open.contains(&lexical(file)))
+    }
+}
+
+/// `path` made absolute without resolving symlinks, with `.` components
+/// dropped: a watched `switchyard.toml` and the watcher's `./switchyard.toml`
+/// compare equal.
+fn lexical(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    absolute
+        .components()
+        .filter(|c| *c != std::path::Component::CurDir)
+        .collect()
 }
 
 impl WatchedFiles {
@@ -268,12 +336,21 @@ impl WatchedFiles {
     }
 
     /// Waits until no event arrives and the files' metadata stays the same for
-    /// `settle`: a writer has finished (or paused).
-    async fn settle(&self, events: &Notify, settle: Duration) {
+    /// `settle`, and no watched file is open for writing (for at most
+    /// `open_wait`): a writer has finished (or paused).
+    async fn settle(&self, events: &Notify, settings: &WatchSettings) {
+        let open_until = Instant::now() + settings.open_wait;
         loop {
             let before = self.stats();
-            if timeout(settle, events.notified()).await.is_err() && self.stats() == before {
-                return;
+            let quiet = timeout(settings.settle, events.notified()).await.is_err();
+            if quiet && self.stats() == before {
+                if !self.open.any(&self.files) {
+                    return;
+                }
+                if Instant::now() >= open_until {
+                    tracing::debug!("a watched file is still open for writing; reading it anyway");
+                    return;
+                }
             }
         }
     }
@@ -389,6 +466,24 @@ mod tests {
         assert!(same_sums(&a, &Contents::from([entry(touched, 1)])));
         assert!(!same_sums(&a, &Contents::from([entry(None, 2)])));
         assert!(!same_sums(&a, &Contents::new()));
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_file_written_in_place_is_open_until_closed() {
+        use notify::event::{DataChange, ModifyKind, RenameMode};
+        let open = OpenForWrite::default();
+        let watched = vec![PathBuf::from("switchyard.toml")];
+        let event = |kind| notify::Event::new(kind).add_path(PathBuf::from("./switchyard.toml"));
+        open.note(&event(EventKind::Modify(ModifyKind::Data(DataChange::Any))));
+        assert!(open.any(&watched), "written, not closed");
+        open.note(&event(EventKind::Access(AccessKind::Close(
+            AccessMode::Write,
+        ))));
+        assert!(!open.any(&watched), "closed");
+        open.note(&event(EventKind::Modify(ModifyKind::Data(DataChange::Any))));
+        open.note(&event(EventKind::Modify(ModifyKind::Name(RenameMode::Any))));
+        assert!(!open.any(&watched), "renamed away");
     }
 
     #[test]
