@@ -36,8 +36,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             .keep(),
     };
     let config_path = write_demo(&dir, args.listen, args.admin_listen)?;
-    print_instructions(&config_path, args.listen, args.admin_listen);
-    super::serve::runtime()?.block_on(super::serve::serve_config(&config_path))
+    let instructions = || print_instructions(&config_path, args.listen, args.admin_listen);
+    super::serve::runtime()?.block_on(super::serve::serve_config(&config_path, instructions))
 }
 
 /// Writes the example policies and a config using them into `dir`.

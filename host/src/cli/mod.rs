@@ -46,7 +46,7 @@ enum ConfigCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(err) = logging::init(cli.log_format) {
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", chain_text(&err));
         return ExitCode::FAILURE;
     }
     match cli.command {
@@ -62,16 +62,53 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", chain_text(&err));
             ExitCode::FAILURE
         }
     }
 }
 
+/// The error and its causes, joined with ": ", leaving out a cause whose text
+/// is already said: the library's errors put their cause in their message
+/// (the admin API shows that message alone), and anyhow's `{:#}` would print
+/// it twice.
+fn chain_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use anyhow::Context;
     use clap::CommandFactory;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_said_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("upstream \"oa\": {source}")]
+        struct Wrapped {
+            source: std::io::Error,
+        }
+        let inner = std::io::Error::other("variable X is not set");
+        let err = anyhow::Error::new(Wrapped { source: inner }).context("did not start");
+        assert_eq!(
+            chain_text(&err),
+            "did not start: upstream \"oa\": variable X is not set"
+        );
+        let plain = anyhow::anyhow!("root").context("outer");
+        assert_eq!(chain_text(&plain), "outer: root");
+    }
 
     #[test]
     fn the_command_line_is_well_formed() {

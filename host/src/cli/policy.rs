@@ -83,7 +83,7 @@ pub fn run(command: PolicyCommand) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", super::chain_text(&err));
             ExitCode::FAILURE
         }
     }

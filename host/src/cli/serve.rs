@@ -20,7 +20,7 @@ pub struct ServeArgs {
 /// Runs the gateway.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = runtime()?;
-    let result = runtime.block_on(serve_config(&args.config));
+    let result = runtime.block_on(serve_config(&args.config, || {}));
     // Whatever is still running after the drain (streams cut by the drain timeout,
     // queued `observe` calls) is abandoned rather than waited for.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -36,7 +36,9 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Loads `path`, starts the gateway and serves until a shutdown signal.
-pub async fn serve_config(path: &Path) -> anyhow::Result<()> {
+/// `on_listening` runs once both listeners are bound (the demo prints its
+/// instructions then, not before a busy port stops it).
+pub async fn serve_config(path: &Path, on_listening: impl FnOnce()) -> anyhow::Result<()> {
     // Before anything loads: a file edited while the first snapshot builds must
     // count as changed when the watch starts.
     let baseline = Baseline::read(path);
@@ -63,6 +65,7 @@ pub async fn serve_config(path: &Path) -> anyhow::Result<()> {
         client.local_addr()?,
         admin.local_addr()?
     );
+    on_listening();
     server.clone().run(client, admin, shutdown).await;
     tracing::info!("switchyard stopped");
     Ok(())
