@@ -90,7 +90,6 @@ fn chain_text(err: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use anyhow::Context;
     use clap::CommandFactory;
 
     #[test]
