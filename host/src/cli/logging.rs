@@ -157,6 +157,18 @@ fn redact(line: &[u8]) -> Cow<'_, [u8]> {
 }
 
 /// The byte range of a secret value introduced at `i`, if one is.
+/// `j` moved past any ANSI colour sequences (`ESC [ … letter`) that start there.
+fn skip_colour(line: &[u8], mut j: usize) -> usize {
+    while line.get(j) == Some(&0x1b) && line.get(j + 1) == Some(&b'[') {
+        let end = line[j + 2..]
+            .iter()
+            .position(u8::is_ascii_alphabetic)
+            .map_or(line.len(), |at| j + 2 + at + 1);
+        j = end;
+    }
+    j
+}
+
 fn secret_at(line: &[u8], i: usize) -> Option<(usize, usize)> {
     let rest = &line[i..];
     if let Some(scheme) = SCHEMES.iter().find(|s| starts_with_ignore_case(rest, s)) {
@@ -173,15 +185,16 @@ fn secret_at(line: &[u8], i: usize) -> Option<(usize, usize)> {
     let name = SECRET_NAMES
         .iter()
         .find(|n| starts_with_ignore_case(rest, n))?;
-    // The key's closing quote (escaped in JSON lines), then `:` or `=`.
-    let mut j = i + name.len();
+    // The key's closing quote (escaped in JSON lines), then `:` or `=`; on a
+    // terminal, the fmt layer wraps the name and the `=` in colour codes.
+    let mut j = skip_colour(line, i + name.len());
     while matches!(line.get(j), Some(b'"' | b'\\' | b'\'' | b' ')) {
-        j += 1;
+        j = skip_colour(line, j + 1);
     }
     if !matches!(line.get(j), Some(b':' | b'=')) {
         return None;
     }
-    j += 1;
+    j = skip_colour(line, j + 1);
     while line.get(j) == Some(&b' ') {
         j += 1;
     }
@@ -305,6 +318,11 @@ mod tests {
                 r#"{"message":"sent \"api-key\": \"[redacted]\" upstream"}"#,
             ),
             ("api_key=azkey-9 next=1", "api_key=[redacted] next=1"),
+            // On a terminal the fmt layer colours field names and the `=`.
+            (
+                "\x1b[3mapi_key\x1b[0m\x1b[2m=\x1b[0m\"azkey-9\" next=1",
+                "\x1b[3mapi_key\x1b[0m\x1b[2m=\x1b[0m\"[redacted]\" next=1",
+            ),
             (
                 "Authorization: AWS4-HMAC-SHA256 Credential=AKID/20250101/eu-central-1/bedrock/aws4_request, SignedHeaders=host;x-amz-date, Signature=0a1b2c3d",
                 "Authorization: AWS4-HMAC-SHA256 Credential=AKID/20250101/eu-central-1/bedrock/aws4_request, SignedHeaders=host;x-amz-date, Signature=[redacted]",
