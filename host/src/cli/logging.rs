@@ -156,7 +156,6 @@ fn redact(line: &[u8]) -> Cow<'_, [u8]> {
     }
 }
 
-/// The byte range of a secret value introduced at `i`, if one is.
 /// `j` moved past any ANSI colour sequences (`ESC [ … letter`) that start there.
 fn skip_colour(line: &[u8], mut j: usize) -> usize {
     while line.get(j) == Some(&0x1b) && line.get(j + 1) == Some(&b'[') {
@@ -169,6 +168,7 @@ fn skip_colour(line: &[u8], mut j: usize) -> usize {
     j
 }
 
+/// The byte range of a secret value introduced at `i`, if one is.
 fn secret_at(line: &[u8], i: usize) -> Option<(usize, usize)> {
     let rest = &line[i..];
     if let Some(scheme) = SCHEMES.iter().find(|s| starts_with_ignore_case(rest, s)) {

@@ -161,7 +161,9 @@ impl host::Host for StoreState {
             }
             return;
         }
-        let message = one_line(truncate(&message, MAX_LOG_BYTES));
+        // Escaped first, then cut: the line stays within the limit.
+        let line = one_line(&message);
+        let message = truncate(&line, MAX_LOG_BYTES);
         match level {
             host::LogLevel::Trace => {
                 tracing::trace!(target: "switchyard::policy::guest", policy, "{message}")
@@ -214,7 +216,6 @@ impl host::Host for StoreState {
     }
 }
 
-/// `text` cut to at most `max` bytes on a character boundary.
 /// `text` with its control characters escaped (`\n` as `\\n`…), so that a
 /// guest's message stays on one log line and cannot forge another.
 fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
@@ -232,6 +233,7 @@ fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// `text` cut to at most `max` bytes on a character boundary.
 pub(crate) fn truncate(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;

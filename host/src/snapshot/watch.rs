@@ -246,12 +246,14 @@ impl OpenForWrite {
     /// renaming or removing it closes it. Only inotify (Linux) reports closes;
     /// elsewhere nothing is tracked and settling goes by metadata alone.
     fn note(&self, event: &notify::Event) {
-        use notify::event::{CreateKind, ModifyKind};
+        use notify::event::ModifyKind;
         if !cfg!(target_os = "linux") {
             return;
         }
+        // Only data written opens a path: a creation may be a link or a fifo,
+        // which no close-after-write follows.
         let opened = match event.kind {
-            EventKind::Create(CreateKind::File) | EventKind::Modify(ModifyKind::Data(_)) => true,
+            EventKind::Modify(ModifyKind::Data(_)) => true,
             EventKind::Access(AccessKind::Close(AccessMode::Write))
             | EventKind::Modify(ModifyKind::Name(_))
             | EventKind::Remove(_) => false,
