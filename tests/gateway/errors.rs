@@ -257,14 +257,23 @@ models = {{ "gpt-4o" = {{}} }}
         url = upstream.url()
     );
     let gw = TestGateway::start(&toml, &[("KEY", "sk-test")]).await;
-    let gave_up = client()
-        .post(format!("{}/v1/chat/completions", gw.url()))
-        .timeout(std::time::Duration::from_millis(300))
-        .json(&chat("gpt-4o"))
-        .send()
-        .await;
-    assert!(gave_up.is_err(), "the upstream never answers");
+    let url = format!("{}/v1/chat/completions", gw.url());
+    let request =
+        tokio::spawn(async move { client().post(url).json(&chat("gpt-4o")).send().await });
+    // Leave only once the gateway is waiting on the upstream.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while upstream.hits() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the request never reached the upstream"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    request.abort();
+    assert!(
+        request.await.unwrap_err().is_cancelled(),
+        "the upstream never answers"
+    );
     loop {
         let metrics = client()
             .get(format!("{}/metrics", gw.admin_url()))

@@ -243,3 +243,58 @@ async fn mid_stream_cut_ends_with_an_sse_error_event() {
     // No fallback once bytes reached the client.
     assert_eq!(b.hits(), 0);
 }
+
+/// An upstream that dies halfway through an event: the client gets the whole
+/// events before it and then the error event, each parsing on its own. The
+/// half event is never sent (appended to it, the error event would not parse).
+#[tokio::test]
+async fn a_cut_in_the_middle_of_an_event_still_ends_with_a_clean_error_event() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        // Read the request head and its small body, then answer and die mid-event.
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = socket.read(&mut buf).await.unwrap();
+            request.extend_from_slice(&buf[..n]);
+        }
+        let whole = r#"data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"whole"}}]}"#;
+        let half = r#"data: {"object":"chat.completion.chunk","choi"#;
+        let body = format!("{whole}\n\n{half}");
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n",
+            body.len()
+        );
+        socket.write_all(response.as_bytes()).await.unwrap();
+        socket.flush().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // Dropped without the last chunk: the body breaks off.
+    });
+    let b = Upstream::always(Reply::completion("gpt-4o", 1, 1)).await;
+    let gw = gateway(&format!("http://{addr}"), &b.url()).await;
+    let res = client()
+        .post(format!("{}/v1/chat/completions", gw.url()))
+        .json(&serde_json::json!({"model": "gpt-4o", "stream": true, "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    assert!(
+        !text.contains("\"choi\""),
+        "half an event reached the client: {text}"
+    );
+    let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+    assert_eq!(events.len(), 2, "{text}");
+    for event in &events {
+        let json: Value = serde_json::from_str(event.strip_prefix("data: ").unwrap())
+            .unwrap_or_else(|e| panic!("{e}: {event}"));
+        assert!(json.is_object());
+    }
+    assert!(events[0].contains("whole"));
+    assert!(events[1].contains("upstream_error"), "{text}");
+}

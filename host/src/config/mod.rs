@@ -174,13 +174,6 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
-    /// Whether a stream from this provider carries `usage` only when the request
-    /// asks for it (`stream_options.include_usage`), as OpenAI's API does. The
-    /// simulated provider always sends it.
-    pub fn streams_usage_on_request(self) -> bool {
-        !matches!(self, ProviderKind::Mock)
-    }
-
     /// The name used in config and labels.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -260,6 +253,22 @@ pub struct UpstreamConfig {
 }
 
 impl UpstreamConfig {
+    /// Whether the gateway asks this upstream for a stream's usage
+    /// (`stream_options.include_usage`) when the client did not: OpenAI,
+    /// Bedrock and Azure put usage in a stream only when asked. Not for Azure
+    /// API versions before 2024-09-01, which refuse the option, nor for the
+    /// simulated provider, which always sends usage.
+    pub fn adds_stream_usage(&self) -> bool {
+        match self.provider {
+            ProviderKind::Mock => false,
+            ProviderKind::AzureOpenai => self
+                .api_version
+                .as_deref()
+                .is_none_or(|version| version >= "2024-09-01"),
+            ProviderKind::Openai | ProviderKind::Bedrock => true,
+        }
+    }
+
     /// The authentication in effect, with the provider's default filled in.
     pub fn effective_auth(&self) -> UpstreamAuth {
         match (self.auth, self.provider) {

@@ -470,6 +470,44 @@ headers = { "x team" = "a" }
     }
 
     #[test]
+    fn stream_usage_is_asked_of_providers_that_accept_it() {
+        let toml = r#"
+[[upstream]]
+name = "az-old"
+provider = "azure-openai"
+endpoint = "https://a.openai.azure.com"
+api_key_env = "K"
+api_version = "2024-06-01"
+models = { "gpt-4o" = { deployment = "d" } }
+
+[[upstream]]
+name = "az"
+provider = "azure-openai"
+endpoint = "https://a.openai.azure.com"
+api_key_env = "K"
+models = { "gpt-4o" = { deployment = "d" } }
+
+[[upstream]]
+name = "oa"
+provider = "openai"
+api_key_env = "K"
+models = { "gpt-4o" = {} }
+
+[[upstream]]
+name = "sim"
+provider = "mock"
+models = { "gpt-4o" = {} }
+"#;
+        let config = Config::parse(toml, None).unwrap();
+        let asks: Vec<bool> = config
+            .upstreams
+            .iter()
+            .map(|u| u.adds_stream_usage())
+            .collect();
+        assert_eq!(asks, [false, true, true, false]);
+    }
+
+    #[test]
     fn prices_must_be_finite() {
         let toml = r#"
 [[upstream]]

@@ -102,19 +102,12 @@ pub struct Committed {
     pub body: UpstreamBody,
     /// Time from the request's arrival to the first byte.
     pub time_to_first_byte: std::time::Duration,
-    /// The gateway asked this upstream for the stream's usage on the client's
-    /// behalf: the usage-only chunk is for the gateway, not the client.
-    pub usage_requested: bool,
+    /// The gateway added the usage request (`stream_options.include_usage`)
+    /// on the client's behalf: the usage-only chunk is for the gateway, not
+    /// the client.
+    pub usage_added: bool,
     /// The attempt, recorded in the upstream's health when the body ends.
     pub attempt: ServingAttempt,
-}
-
-/// The result of running a plan.
-pub struct Executed {
-    /// Attempts made.
-    pub attempts: u32,
-    /// The committed response, or the error for the client.
-    pub result: Result<Committed, GatewayError>,
 }
 
 /// One request's inputs to plan execution.
@@ -137,12 +130,16 @@ pub struct Attempt<'a> {
     pub started: Instant,
     /// Where attempts are counted.
     pub metrics: &'a Metrics,
+    /// Attempts made so far, updated as each one starts, so that a request
+    /// whose client leaves mid-plan reports how far it got.
+    pub made: &'a mut u32,
 }
 
-/// Runs the plan.
-pub async fn execute(attempt: Attempt<'_>) -> Executed {
+/// Runs the plan: the committed response, or the error for the client.
+pub async fn execute(attempt: Attempt<'_>) -> Result<Committed, GatewayError> {
     let mut failures: Vec<(usize, Failure)> = Vec::new();
     for (index, serving) in attempt.targets.iter().enumerate() {
+        *attempt.made = index as u32 + 1;
         let upstream = &attempt.snapshot.upstreams[serving.upstream];
         if index > 0 {
             attempt.metrics.fallback();
@@ -150,15 +147,13 @@ pub async fn execute(attempt: Attempt<'_>) -> Executed {
         let in_flight = upstream.health.start_attempt();
         let sent = Instant::now();
         let deadline = sent + upstream.first_byte_timeout;
-        let usage_requested = attempt.operation == Operation::ChatCompletions
+        let usage_added = attempt.operation == Operation::ChatCompletions
             && attempt.view.adds_usage_request()
-            && upstream.provider.streams_usage_on_request();
+            && upstream.adds_stream_usage;
         let call = UpstreamCall {
             operation: attempt.operation,
             upstream_model: &serving.upstream_model,
-            body: attempt
-                .view
-                .body_for(&serving.upstream_model, usage_requested),
+            body: attempt.view.body_for(&serving.upstream_model, usage_added),
             streaming: attempt.view.streaming(),
             headers: attempt.headers,
             request_id: attempt.request_id,
@@ -189,22 +184,19 @@ pub async fn execute(attempt: Attempt<'_>) -> Executed {
                             };
                             let now = Instant::now();
                             attempt.metrics.attempt(&upstream.name, outcome.0);
-                            return Executed {
-                                attempts: index as u32 + 1,
-                                result: Ok(Committed {
-                                    target: index,
-                                    parts,
-                                    first,
-                                    body,
-                                    time_to_first_byte: now - attempt.started,
-                                    usage_requested,
-                                    attempt: ServingAttempt {
-                                        outcome: outcome.1,
-                                        latency: now - sent,
-                                        in_flight,
-                                    },
-                                }),
-                            };
+                            return Ok(Committed {
+                                target: index,
+                                parts,
+                                first,
+                                body,
+                                time_to_first_byte: now - attempt.started,
+                                usage_added,
+                                attempt: ServingAttempt {
+                                    outcome: outcome.1,
+                                    latency: now - sent,
+                                    in_flight,
+                                },
+                            });
                         }
                     }
                 }
@@ -227,10 +219,7 @@ pub async fn execute(attempt: Attempt<'_>) -> Executed {
             break;
         }
     }
-    Executed {
-        attempts: failures.len() as u32,
-        result: Err(exhausted(attempt.snapshot, &failures)),
-    }
+    Err(exhausted(attempt.snapshot, &failures))
 }
 
 /// A failure before anything reached the upstream (connect, or a request that

@@ -235,7 +235,7 @@ impl Gateway {
             ));
         }
 
-        let executed = execute(Attempt {
+        let committed = execute(Attempt {
             snapshot: &snapshot,
             targets: &targets,
             fallback,
@@ -245,10 +245,9 @@ impl Gateway {
             request_id: &ctx.request_id,
             started: ctx.started,
             metrics: self.metrics(),
+            made: &mut ctx.attempts,
         })
-        .await;
-        ctx.attempts = executed.attempts;
-        let committed = executed.result?;
+        .await?;
 
         let serving: &Serving = targets[committed.target];
         let upstream = &snapshot.upstreams[serving.upstream];
@@ -259,6 +258,11 @@ impl Gateway {
             .headers
             .get(http::header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        if sse {
+            // The forwarder passes SSE on in whole events and may drop one, so
+            // the upstream's length (rare on a stream) would no longer hold.
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+        }
         let mut pending = ctx.pending(self.outcomes.clone(), parts.status.as_u16());
         pending.upstream = Some(serving.upstream);
         pending.prices = (serving.input_per_mtok, serving.output_per_mtok);
@@ -269,7 +273,7 @@ impl Gateway {
             committed.first,
             committed.body,
             sse,
-            committed.usage_requested,
+            committed.usage_added,
             idle,
             pending,
         );

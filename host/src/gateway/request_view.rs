@@ -80,7 +80,7 @@ pub struct RequestView {
     model: String,
     streaming: bool,
     /// The client set `stream_options.include_usage` to true.
-    usage_requested: bool,
+    client_asked_usage: bool,
     max_output_tokens: Option<u32>,
     input_tokens_estimate: u32,
 }
@@ -109,7 +109,7 @@ struct StreamOptions {
 
 /// The `stream_options` the gateway sends for a client that did not ask for
 /// usage: the upstream then ends the stream with a usage-only chunk, which the
-/// gateway reads and keeps from the client (see `stream::UsageChunkFilter`).
+/// gateway reads and keeps from the client (see `stream::events`).
 const USAGE_REQUESTED: &[u8] = br#"{"include_usage":true}"#;
 
 impl RequestView {
@@ -204,7 +204,7 @@ impl RequestView {
             None => return Err(BodyError::MissingModel("the request has no `model`")),
         };
         drop(top);
-        let usage_requested = stream_options
+        let client_asked_usage = stream_options
             .flatten()
             .and_then(|options| options.include_usage)
             .unwrap_or(false);
@@ -213,7 +213,7 @@ impl RequestView {
             members,
             model,
             streaming: streaming.unwrap_or(false),
-            usage_requested,
+            client_asked_usage,
             max_output_tokens: max_completion.or(max_tokens),
             input_tokens_estimate: u32::try_from(prompt_bytes.div_ceil(4)).unwrap_or(u32::MAX),
         })
@@ -248,7 +248,7 @@ impl RequestView {
     /// then asks the upstream for it (`stream_options.include_usage`), so that
     /// tokens and cost are counted, and keeps the usage chunk from the client.
     pub fn adds_usage_request(&self) -> bool {
-        self.streaming && !self.usage_requested
+        self.streaming && !self.client_asked_usage
     }
 
     /// The body to send to an upstream that calls the model `upstream_model`,

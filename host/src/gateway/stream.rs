@@ -44,14 +44,15 @@ pub struct StreamBroken(String);
 
 impl ResponseStream {
     /// Wraps an upstream body whose first frame was already read (to decide on
-    /// fallback). `sse` selects how a mid-stream failure is reported;
-    /// `usage_requested` says the gateway asked for the stream's usage on the
-    /// client's behalf, so the usage-only chunk is not the client's.
+    /// fallback). `sse` selects how a mid-stream failure is reported and
+    /// passes the body on in whole events; `usage_added` says the gateway
+    /// asked for the stream's usage on the client's behalf, so the usage-only
+    /// chunk is not the client's.
     pub fn new(
         first: Option<Frame<Bytes>>,
         inner: UpstreamBody,
         sse: bool,
-        usage_requested: bool,
+        usage_added: bool,
         idle_timeout: Duration,
         outcome: PendingOutcome,
     ) -> ResponseStream {
@@ -60,7 +61,7 @@ impl ResponseStream {
             tail.push(data);
         }
         let finished = first.is_none();
-        let mut events = sse.then(|| SseEvents::new(usage_requested));
+        let mut events = sse.then(|| SseEvents::new(usage_added));
         let first = match (first, events.as_mut()) {
             (Some(frame), Some(events)) => match frame.into_data() {
                 Ok(data) => events.push(data).map(Frame::data),
@@ -187,6 +188,11 @@ impl Body for ResponseStream {
     }
 
     fn size_hint(&self) -> SizeHint {
+        if self.events.is_some() {
+            // Held and dropped events make the length unknowable (and the
+            // handler removed the upstream's Content-Length).
+            return SizeHint::default();
+        }
         let inner = self.inner.size_hint();
         let first = self
             .first

@@ -63,6 +63,9 @@ pub struct UpstreamEntry {
     pub health: Arc<UpstreamHealth>,
     /// Time allowed from sending a request to the first response byte.
     pub first_byte_timeout: Duration,
+    /// Whether a stream's usage is asked for on the client's behalf (see
+    /// [`crate::config::UpstreamConfig::adds_stream_usage`]).
+    pub adds_stream_usage: bool,
     /// Region, as configured.
     pub region: String,
     /// Jurisdiction of the region, as configured.

@@ -7,6 +7,11 @@
 //! then ends at an event boundary, where the gateway's error event parses
 //! (appended to half an event, it would corrupt both).
 //!
+//! Events end with a blank line written `\n\n` or `\r\n\r\n`, as every
+//! provider here writes them. A body whose events end otherwise (`\r` alone,
+//! which SSE also allows) or that is not SSE at all is passed on once
+//! [`MAX_HELD`] bytes are waiting, so nothing is buffered without bound.
+//!
 //! OpenAI-style APIs put `usage` in a stream only when the request sets
 //! `stream_options.include_usage`; then the last event before `[DONE]` is a
 //! chunk with no choices and the usage. The gateway sets the option for every
@@ -16,6 +21,10 @@
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
+
+/// Most bytes held for an unfinished event: far more than any real event, and
+/// past it the bytes go on as they are.
+const MAX_HELD: usize = 64 * 1024;
 
 /// An SSE body on its way, frame by frame, in whole events.
 #[derive(Debug, Default)]
@@ -49,6 +58,12 @@ impl SseEvents {
             let end = events_end(&self.held);
             self.held.split_to(end).freeze()
         };
+        if self.held.len() > MAX_HELD {
+            // No event ends where this framing can see it: pass everything on.
+            let mut all = BytesMut::from(&whole[..]);
+            all.extend_from_slice(&self.held.split());
+            return Some(all.freeze());
+        }
         let kept = if self.drop_usage_chunk {
             without_usage_chunk(whole)
         } else {
@@ -98,8 +113,10 @@ fn without_usage_chunk(events: Bytes) -> Bytes {
 /// The byte range of the usage-only chunk among whole `events`, if one is there.
 fn usage_chunk(events: &[u8]) -> Option<(usize, usize)> {
     // Cheap test first: with include_usage every chunk says `"usage":null`,
-    // and only the last one has an object there.
-    memchr::memmem::find(events, b"\"usage\"")?;
+    // and only the last one has an object there, so only that one is parsed.
+    if !has_usage_object(events) {
+        return None;
+    }
     let mut start = 0;
     while start < events.len() {
         let rest = &events[start..];
@@ -113,6 +130,15 @@ fn usage_chunk(events: &[u8]) -> Option<(usize, usize)> {
         start = end;
     }
     None
+}
+
+/// Whether some `"usage"` key in `bytes` has an object for its value.
+fn has_usage_object(bytes: &[u8]) -> bool {
+    memchr::memmem::find_iter(bytes, b"\"usage\"").any(|at| {
+        let rest = bytes[at + b"\"usage\"".len()..].trim_ascii_start();
+        rest.strip_prefix(b":")
+            .is_some_and(|value| value.trim_ascii_start().starts_with(b"{"))
+    })
 }
 
 /// Where the first event in `bytes` ends, just after its blank line (the
@@ -211,6 +237,23 @@ mod tests {
         let stream = format!("{CHUNK}{USAGE}{DONE}");
         let kept = events.push(Bytes::from(stream.clone())).unwrap();
         assert_eq!(&kept[..], stream.as_bytes());
+    }
+
+    #[test]
+    fn only_a_usage_object_is_worth_parsing() {
+        assert!(!has_usage_object(CHUNK.as_bytes()));
+        assert!(has_usage_object(USAGE.as_bytes()));
+        assert!(has_usage_object(b"{\"usage\" :  {\"prompt_tokens\":1}}"));
+    }
+
+    #[test]
+    fn a_body_with_no_event_end_is_passed_on_past_the_cap() {
+        let mut events = SseEvents::new(false);
+        let line = vec![b'x'; 40 * 1024];
+        assert_eq!(events.push(Bytes::from(line.clone())), None);
+        let out = events.push(Bytes::from(line)).expect("past the cap");
+        assert_eq!(out.len(), 80 * 1024);
+        assert!(events.is_empty());
     }
 
     #[test]
