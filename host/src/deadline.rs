@@ -6,15 +6,16 @@
 //! without yielding. [`within`] polls once before it arms the timer.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::task::Poll;
 
 use tokio::time::Instant;
 
 /// Runs `work` until `deadline`: its output, or None when the deadline came
-/// first (`work` is dropped then). The timer is armed only if `work` is still
-/// pending after its first poll.
-pub async fn within<F: Future>(deadline: Instant, work: F) -> Option<F::Output> {
-    let mut work = std::pin::pin!(work);
+/// first. The timer is armed only if `work` is still pending after its first
+/// poll. `work` is pinned by the caller (`std::pin::pin!`), so a large future
+/// (a wasmtime call's) is not moved again to get here.
+pub async fn within<F: Future>(deadline: Instant, mut work: Pin<&mut F>) -> Option<F::Output> {
     let first = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
     match first {
         Poll::Ready(output) => Some(output),
@@ -32,9 +33,10 @@ mod tests {
     async fn ready_work_beats_any_deadline_and_pending_work_ends_at_it() {
         // Already past: work that is ready at once still finishes.
         let past = Instant::now() - Duration::from_secs(1);
-        assert_eq!(within(past, async { 7 }).await, Some(7));
+        assert_eq!(within(past, std::pin::pin!(async { 7 })).await, Some(7));
         let deadline = Instant::now() + Duration::from_millis(20);
-        assert_eq!(within(deadline, std::future::pending::<u8>()).await, None);
+        let never = std::pin::pin!(std::future::pending::<u8>());
+        assert_eq!(within(deadline, never).await, None);
         assert!(Instant::now() >= deadline);
     }
 }

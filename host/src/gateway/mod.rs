@@ -150,7 +150,8 @@ impl Gateway {
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         let timeout_ms = snapshot.config.server.body_read_timeout_ms;
         let deadline = ctx.started + Duration::from_millis(timeout_ms);
-        let body = crate::deadline::within(deadline, read_bounded(body, declared, limit))
+        let read = std::pin::pin!(read_bounded(body, declared, limit));
+        let body = crate::deadline::within(deadline, read)
             .await
             .unwrap_or(Err(BodyError::TimedOut { timeout_ms }))
             .map_err(body_error)?;

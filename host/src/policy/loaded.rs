@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -238,11 +239,15 @@ impl Policy {
         instance.store.data_mut().set_call(req.clone(), candidates);
         instance.wire.clear();
         instance.wire.extend(candidates.iter().map(Candidate::wire));
-        let call =
-            instance
-                .exports
-                .call_decide(&mut instance.store, request::handle(), &instance.wire);
-        let called = run_until(deadline, call).await;
+        let called = {
+            // Pinned where it is made: a wasmtime call's future is large.
+            let call = std::pin::pin!(instance.exports.call_decide(
+                &mut instance.store,
+                request::handle(),
+                &instance.wire
+            ));
+            run_until(deadline, call).await
+        };
         instance.store.data_mut().end_call();
         let decision = match called {
             Ok(decision) => decision,
@@ -277,8 +282,10 @@ impl Policy {
         let deadline = Instant::now() + self.settings.deadline;
         let _ticking = self.compiled.engine.ticking();
         let mut instance = self.checkout(deadline).await?;
-        let call = instance.exports.call_observe(&mut instance.store, outcome);
-        let called = run_until(deadline, call).await;
+        let called = {
+            let call = std::pin::pin!(instance.exports.call_observe(&mut instance.store, outcome));
+            run_until(deadline, call).await
+        };
         match called {
             Ok(()) => {
                 self.pool.give_back(instance);
@@ -358,7 +365,11 @@ impl Policy {
         });
         arm(&mut store, deadline);
         self.pool.note_created();
-        match run_until(deadline, self.compiled.pre.instantiate_async(&mut store)).await {
+        let instantiated = {
+            let instantiate = std::pin::pin!(self.compiled.pre.instantiate_async(&mut store));
+            run_until(deadline, instantiate).await
+        };
+        match instantiated {
             Ok(exports) => Ok(Instance {
                 store,
                 exports,
@@ -467,7 +478,7 @@ enum CallFailure {
 /// epoch tick and yielded, or one waiting on the host) arms a timer.
 async fn run_until<T>(
     deadline: Instant,
-    call: impl Future<Output = wasmtime::Result<T>>,
+    call: Pin<&mut impl Future<Output = wasmtime::Result<T>>>,
 ) -> Result<T, CallFailure> {
     match crate::deadline::within(deadline.into(), call).await {
         Some(result) => result.map_err(CallFailure::Wasm),
