@@ -274,19 +274,5 @@ models = {{ "gpt-4o" = {{}} }}
         request.await.unwrap_err().is_cancelled(),
         "the upstream never answers"
     );
-    loop {
-        let metrics = client()
-            .get(format!("{}/metrics", gw.admin_url()))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if metrics.contains(r#"status="499"} 1"#) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{metrics}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    gw.wait_for_metric(r#"status="499"} 1"#).await;
 }

@@ -56,13 +56,8 @@ models = {{ "gpt-4o" = {{ deployment = "gpt4o-prod" }} }}
     assert!(rest.ends_with("data: [DONE]\n\n"), "{rest}");
 }
 
-/// A client that streams without `stream_options.include_usage` gets the
-/// stream it asked for, with no usage chunk, while the gateway asks the
-/// upstream for usage on its behalf and counts the tokens. A client that asks
-/// for usage gets the chunk and its body goes upstream unchanged.
-#[tokio::test]
-async fn stream_usage_is_counted_without_changing_what_the_client_sees() {
-    let upstream = Upstream::always(Reply::stream(3, Duration::from_millis(5))).await;
+/// A gateway with one `openai` upstream, `oa`, at `upstream`, serving gpt-4o.
+async fn openai_gateway(upstream: &Upstream) -> TestGateway {
     let toml = format!(
         r#"
 [[upstream]]
@@ -74,18 +69,37 @@ models = {{ "gpt-4o" = {{ input_per_mtok = 2.5, output_per_mtok = 10.0 }} }}
 "#,
         url = upstream.url()
     );
-    let gw = TestGateway::start(&toml, &[("OA", "oa-key")]).await;
-    let stream = |body: serde_json::Value| {
-        let url = format!("{}/v1/chat/completions", gw.url());
-        async move {
-            let res = client().post(url).json(&body).send().await.unwrap();
-            assert_eq!(res.status(), 200);
-            res.text().await.unwrap()
-        }
-    };
+    TestGateway::start(&toml, &[("OA", "oa-key")]).await
+}
+
+/// `/admin/upstreams`' entry for the only upstream.
+async fn upstream_state(gw: &TestGateway) -> serde_json::Value {
+    gw.admin_json("/admin/upstreams").await["upstreams"][0].clone()
+}
+
+/// Sends a chat request with `body` and reads the whole answer (status 200).
+async fn answer_text(gw: &TestGateway, body: &serde_json::Value) -> String {
+    let res = client()
+        .post(format!("{}/v1/chat/completions", gw.url()))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.text().await.unwrap_or_default()
+}
+
+/// A client that streams without `stream_options.include_usage` gets the
+/// stream it asked for, with no usage chunk, while the gateway asks the
+/// upstream for usage on its behalf and counts the tokens. A client that asks
+/// for usage gets the chunk and its body goes upstream unchanged.
+#[tokio::test]
+async fn stream_usage_is_counted_without_changing_what_the_client_sees() {
+    let upstream = Upstream::always(Reply::stream(3, Duration::from_millis(5))).await;
+    let gw = openai_gateway(&upstream).await;
 
     let plain = serde_json::json!({"model": "gpt-4o", "stream": true, "messages": []});
-    let text = stream(plain).await;
+    let text = answer_text(&gw, &plain).await;
     assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
     assert_eq!(text.matches("chat.completion.chunk").count(), 3, "{text}");
     assert!(
@@ -97,29 +111,14 @@ models = {{ "gpt-4o" = {{ input_per_mtok = 2.5, output_per_mtok = 10.0 }} }}
         sent["stream_options"],
         serde_json::json!({"include_usage": true})
     );
-
-    // The outcome is recorded off the response path: wait for the tokens.
-    let output = r#"switchyard_tokens_total{upstream="oa",model="gpt-4o",direction="output"} 3"#;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let metrics = client()
-            .get(format!("{}/metrics", gw.admin_url()))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if metrics.contains(output) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{metrics}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    gw.wait_for_metric(
+        r#"switchyard_tokens_total{upstream="oa",model="gpt-4o",direction="output"} 3"#,
+    )
+    .await;
 
     let asked = serde_json::json!({"model": "gpt-4o", "stream": true, "messages": [],
         "stream_options": {"include_usage": true}});
-    let text = stream(asked.clone()).await;
+    let text = answer_text(&gw, &asked).await;
     assert!(
         text.contains("\"usage\":{"),
         "the client asked for usage: {text}"
@@ -143,29 +142,7 @@ async fn a_stream_counts_in_flight_until_it_ends() {
         gate: gate.clone(),
     })
     .await;
-    let toml = format!(
-        r#"
-[[upstream]]
-name = "oa"
-provider = "openai"
-endpoint = "{url}"
-api_key_env = "OA"
-models = {{ "gpt-4o" = {{}} }}
-"#,
-        url = upstream.url()
-    );
-    let gw = TestGateway::start(&toml, &[("OA", "oa-key")]).await;
-    let in_flight = || async {
-        let state: serde_json::Value = client()
-            .get(format!("{}/admin/upstreams", gw.admin_url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        state["upstreams"][0]["in_flight"].as_u64().unwrap()
-    };
+    let gw = openai_gateway(&upstream).await;
     let res = client()
         .post(format!("{}/v1/chat/completions", gw.url()))
         .json(&serde_json::json!({"model": "gpt-4o", "stream": true, "messages": []}))
@@ -175,14 +152,18 @@ models = {{ "gpt-4o" = {{}} }}
     let mut body = res.bytes_stream();
     let first = body.next().await.unwrap().unwrap();
     assert!(std::str::from_utf8(&first).unwrap().contains("first"));
-    assert_eq!(in_flight().await, 1, "the stream is still running");
+    assert_eq!(
+        upstream_state(&gw).await["in_flight"],
+        1,
+        "the stream is still running"
+    );
     gate.notify_one();
     while let Some(chunk) = body.next().await {
         chunk.unwrap();
     }
     // The outcome (and the in-flight guard with it) ends with the body.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while in_flight().await != 0 {
+    while upstream_state(&gw).await["in_flight"] != 0 {
         assert!(tokio::time::Instant::now() < deadline, "still in flight");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -198,36 +179,17 @@ async fn an_upstream_that_cuts_every_stream_becomes_unhealthy() {
         *cut_after = Some(1);
     }
     let upstream = Upstream::always(reply).await;
-    let toml = format!(
-        r#"
-[[upstream]]
-name = "oa"
-provider = "openai"
-endpoint = "{url}"
-api_key_env = "OA"
-models = {{ "gpt-4o" = {{}} }}
-"#,
-        url = upstream.url()
-    );
-    let gw = TestGateway::start(&toml, &[("OA", "oa-key")]).await;
-    let health = || async {
-        let state: serde_json::Value = client()
-            .get(format!("{}/admin/upstreams", gw.admin_url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        state["upstreams"][0]["health"].as_str().unwrap().to_owned()
-    };
+    let gw = openai_gateway(&upstream).await;
+    let stream = serde_json::json!({"model": "gpt-4o", "stream": true, "messages": []});
     for _ in 0..10 {
-        if health().await == "unhealthy" {
+        if upstream_state(&gw).await["health"] == "unhealthy" {
             return;
         }
+        // A pooled connection the last cut closed may fail before the
+        // headers (502); a stream that starts is cut.
         let res = client()
             .post(format!("{}/v1/chat/completions", gw.url()))
-            .json(&serde_json::json!({"model": "gpt-4o", "stream": true, "messages": []}))
+            .json(&stream)
             .send()
             .await
             .unwrap();
@@ -239,5 +201,5 @@ models = {{ "gpt-4o" = {{}} }}
             );
         }
     }
-    assert_eq!(health().await, "unhealthy");
+    assert_eq!(upstream_state(&gw).await["health"], "unhealthy");
 }

@@ -96,6 +96,42 @@ impl TestGateway {
         format!("http://{}", self.admin)
     }
 
+    /// The admin API's answer at `path` (no token), as JSON.
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        client()
+            .get(format!("{}{path}", self.admin_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Polls `/metrics` until it contains `needle` (outcomes are recorded off
+    /// the response path); panics with the metrics after 10 s.
+    pub async fn wait_for_metric(&self, needle: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let metrics = client()
+                .get(format!("{}/metrics", self.admin_url()))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if metrics.contains(needle) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{needle} not in:\n{metrics}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Path of the config file (edit it and reload to change the config).
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("switchyard.toml")

@@ -131,7 +131,7 @@ pub async fn run_cases(policy: &Policy, file: &CaseFile) -> Vec<CaseResult> {
             json::candidates(case.candidates.as_ref().unwrap_or(&file.candidates));
         let request = Arc::new(case.request.clone().into());
         let decided = policy
-            .for_checks(settings.clone(), config, counters.clone())
+            .with_counters(settings.clone(), config, counters.clone())
             .decide(&request, &catalog, &candidates)
             .await;
         results.push(judge(case, &catalog, decided));
@@ -167,7 +167,7 @@ pub async fn canary(policy: &Policy) -> Result<Decision, PolicyError> {
     let (catalog, candidates) = samples::candidates();
     let counters: Arc<dyn CounterStore> = Arc::new(InMemoryCounters::default());
     policy
-        .for_checks(policy.settings().clone(), policy.config().clone(), counters)
+        .with_counters(policy.settings().clone(), policy.config().clone(), counters)
         .decide(&Arc::new(samples::request()), &catalog, &candidates)
         .await
 }

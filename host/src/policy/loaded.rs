@@ -57,7 +57,7 @@ pub struct Policy {
     memory_limit: u64,
     compiled: Arc<Compiled>,
     /// Where `counter-add` and `counter-get` go: the engine's live counters,
-    /// or a scratch store for checks ([`Policy::for_checks`]).
+    /// or a scratch store for checks ([`Policy::with_counters`]).
     counters: Arc<dyn CounterStore>,
     pool: InstancePool,
     /// Calls of this version running at once: half the cores (at least one), so
@@ -123,13 +123,7 @@ impl Policy {
     /// The same compiled policy with another config and a pool of its own (used by
     /// `policy test`, where each case may set its config).
     pub fn with_config(&self, config: BTreeMap<String, String>) -> Arc<Policy> {
-        Policy::build(
-            self.name.clone(),
-            self.settings.clone(),
-            Arc::new(config),
-            self.compiled.clone(),
-            self.counters.clone(),
-        )
+        self.with_settings(self.settings.clone(), config)
     }
 
     /// The same compiled policy with other settings and config, and a pool of
@@ -139,19 +133,13 @@ impl Policy {
         settings: PolicySettings,
         config: BTreeMap<String, String>,
     ) -> Arc<Policy> {
-        Policy::build(
-            self.name.clone(),
-            settings,
-            Arc::new(config),
-            self.compiled.clone(),
-            self.counters.clone(),
-        )
+        self.with_counters(settings, config, self.counters.clone())
     }
 
     /// The same compiled policy with other settings, config and counters, and
-    /// a pool of its own: what a reload's canary and recorded cases run on, so
-    /// that a check neither reads nor moves the live counters.
-    pub fn for_checks(
+    /// a pool of its own. A reload's canary and recorded cases run on one with
+    /// scratch counters, so that a check neither reads nor moves the live ones.
+    pub fn with_counters(
         &self,
         settings: PolicySettings,
         config: BTreeMap<String, String>,
