@@ -334,7 +334,7 @@ async fn a_changed_case_file_is_checked_on_reload() {
 async fn a_file_changed_during_start_up_is_reloaded() {
     use switchyard::config::Config;
     use switchyard::server::Server;
-    use switchyard::snapshot::{Baseline, FileWatch, WatchSettings};
+    use switchyard::snapshot::Baseline;
 
     let upstream = Upstream::always(Reply::completion("gpt-4o", 5, 5)).await;
     let dir = tempfile::tempdir().unwrap();
@@ -366,23 +366,7 @@ async fn a_file_changed_during_start_up_is_reloaded() {
     assert_eq!(loaded(&server), hash8(&first));
     // The edit lands after the first build and before the watch starts.
     std::fs::write(policy.path(), &second).unwrap();
-    let reloading = server.clone();
-    let _watch = FileWatch::start(
-        path.clone(),
-        server.gateway().clone(),
-        WatchSettings::default(),
-        baseline,
-        move |attempt| {
-            let server = reloading.clone();
-            async move {
-                server
-                    .reloader()
-                    .reload_with(server.gateway(), attempt)
-                    .await
-            }
-        },
-    )
-    .unwrap();
+    let _watch = server.watch_files(path.clone(), baseline).unwrap();
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while loaded(&server) != hash8(&second) {
         assert!(

@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::gateway::listener::{self, ClientLimits};
 use crate::policy::{EngineError, PolicyEngine};
-use crate::snapshot::{EnvLookup, Reloader, SnapshotError};
+use crate::snapshot::{Baseline, EnvLookup, FileWatch, Reloader, SnapshotError, WatchSettings};
 use crate::upstream::health::HealthRegistry;
 
 /// Why the gateway did not start.
@@ -109,6 +109,28 @@ impl Server {
     /// Re-reads config and policies and installs them if they pass every check.
     pub async fn reload(&self) -> Result<u64, Arc<SnapshotError>> {
         self.reloader.reload(&self.gateway).await
+    }
+
+    /// Watches `config_path` and the policy files it names, and reloads when
+    /// they change. `baseline` is what the files held before the first
+    /// snapshot was built ([`Baseline::read`]). Must be called inside a tokio
+    /// runtime; dropping the watch stops it.
+    pub fn watch_files(
+        self: &Arc<Self>,
+        config_path: PathBuf,
+        baseline: Baseline,
+    ) -> Result<FileWatch, notify::Error> {
+        let server = self.clone();
+        FileWatch::start(
+            config_path,
+            self.gateway.clone(),
+            WatchSettings::default(),
+            baseline,
+            move |attempt| {
+                let server = server.clone();
+                async move { server.reloader.reload_with(&server.gateway, attempt).await }
+            },
+        )
     }
 
     /// Binds the client and admin listeners named in the current config.

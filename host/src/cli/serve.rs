@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use switchyard::config::Config;
 use switchyard::server::Server;
-use switchyard::snapshot::{Baseline, FileWatch, WatchSettings};
+use switchyard::snapshot::{Baseline, FileWatch};
 
 /// Arguments of `switchyard serve`.
 #[derive(Debug, clap::Args)]
@@ -88,23 +88,7 @@ pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>
 /// Reloads when the config file or a policy file changes. A gateway that cannot
 /// watch (e.g. out of inotify watches) still serves, and still reloads on SIGHUP.
 fn watch_files(server: &Arc<Server>, path: &Path, baseline: Baseline) -> Option<FileWatch> {
-    let reloading = server.clone();
-    let watch = FileWatch::start(
-        path.to_path_buf(),
-        server.gateway().clone(),
-        WatchSettings::default(),
-        baseline,
-        move |attempt| {
-            let server = reloading.clone();
-            async move {
-                server
-                    .reloader()
-                    .reload_with(server.gateway(), attempt)
-                    .await
-            }
-        },
-    );
-    match watch {
+    match server.watch_files(path.to_path_buf(), baseline) {
         Ok(watch) => Some(watch),
         Err(err) => {
             tracing::warn!(error = %err, "cannot watch files for changes; reload with SIGHUP");
