@@ -64,7 +64,8 @@ pub struct UpstreamCall<'a> {
     pub streaming: bool,
     /// The client's headers as received. Adapters forward only what
     /// `wire::build_request` lets through: never credentials, hop-by-hop
-    /// headers, AWS signing headers or the gateway's own.
+    /// headers (those the client's `Connection` header names included), AWS
+    /// signing headers or the gateway's own.
     pub headers: &'a HeaderMap,
     /// The request id, sent as `x-request-id`.
     pub request_id: &'a str,

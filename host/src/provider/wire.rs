@@ -3,7 +3,7 @@
 //! JSON and SSE content headers, the request id, and the boxed response body.
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE};
+use http::header::{ACCEPT, CONNECTION, CONTENT_TYPE, GetAll};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri};
 use http_body_util::{BodyExt, Full};
 
@@ -54,6 +54,16 @@ fn forwardable(name: &HeaderName) -> bool {
         && !NEVER_FORWARDED_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
+/// Whether the client's `Connection` header lists `name`: such a header
+/// describes the client's own hop and goes no further (RFC 9110 §7.6.1).
+fn named_by_connection(connection: &GetAll<'_, HeaderValue>, name: &HeaderName) -> bool {
+    connection
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
+}
+
 /// Builds `POST uri` with the call's body and headers, plus `auth` when given.
 pub(crate) fn build_request(
     uri: Uri,
@@ -61,8 +71,9 @@ pub(crate) fn build_request(
     auth: Option<&AuthHeader>,
 ) -> Request<Full<Bytes>> {
     let mut headers = HeaderMap::with_capacity(call.headers.len() + 4);
+    let connection = call.headers.get_all(CONNECTION);
     for (name, value) in call.headers {
-        if forwardable(name) {
+        if forwardable(name) && !named_by_connection(&connection, name) {
             headers.append(name.clone(), value.clone());
         }
     }
@@ -105,7 +116,8 @@ mod tests {
             ("cookie", "session=1"),
             ("proxy-authenticate", "Basic"),
             ("accept-encoding", "gzip"),
-            ("connection", "keep-alive"),
+            ("connection", "keep-alive, X-Hop-Secret"),
+            ("x-hop-secret", "for the gateway only"),
             ("host", "gateway.local"),
             ("x-amz-date", "20260101T000000Z"),
             ("x-switchyard-attempts", "9"),
