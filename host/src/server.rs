@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::gateway::listener::{self, ClientLimits};
 use crate::policy::{EngineError, PolicyEngine};
-use crate::snapshot::{Baseline, EnvLookup, FileWatch, Reloader, SnapshotError, WatchSettings};
+use crate::snapshot::{Baseline, EnvLookup, FileWatch, Reloaded, Reloader, SnapshotError, WatchSettings};
 use crate::upstream::health::HealthRegistry;
 
 /// Why the gateway did not start.
@@ -107,7 +107,7 @@ impl Server {
     }
 
     /// Re-reads config and policies and installs them if they pass every check.
-    pub async fn reload(&self) -> Result<u64, Arc<SnapshotError>> {
+    pub async fn reload(&self) -> Result<Reloaded, Arc<SnapshotError>> {
         self.reloader.reload(&self.gateway).await
     }
 
@@ -269,18 +269,11 @@ impl crate::admin::AdminState for Server {
     {
         Box::pin(async move {
             match Server::reload(self).await {
-                Ok(generation) => {
-                    let restart_required = self
-                        .reloader
-                        .last_report()
-                        .map(|report| report.restart_required)
-                        .unwrap_or_default();
-                    Ok(serde_json::json!({
-                        "result": "success",
-                        "generation": generation,
-                        "restart_required": restart_required,
-                    }))
-                }
+                Ok(reloaded) => Ok(serde_json::json!({
+                    "result": "success",
+                    "generation": reloaded.generation,
+                    "restart_required": reloaded.restart_required,
+                })),
                 Err(err) => Err(err.to_string()),
             }
         })

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use http::HeaderValue;
 
 pub use build::{EnvLookup, SnapshotBuilder, SnapshotError};
-pub use reload::{Attempt, ReloadReport, Reloader};
+pub use reload::{Attempt, ReloadReport, Reloaded, Reloader};
 pub use watch::{Baseline, FileWatch, WatchSettings};
 
 use crate::config::{Config, ProviderKind};

@@ -27,6 +27,16 @@ pub struct ReloadReport {
     pub restart_required: Vec<&'static str>,
 }
 
+/// What a successful reload installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    /// The generation now serving.
+    pub generation: u64,
+    /// Keys the installed config changed that take effect only at the next
+    /// start (see [`Config::changes_needing_restart`]).
+    pub restart_required: Vec<&'static str>,
+}
+
 /// How a failed reload is treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attempt {
@@ -105,8 +115,8 @@ impl Reloader {
     }
 
     /// Re-reads the config file and its policies; installs the result only if every
-    /// check passes. Returns the installed generation.
-    pub async fn reload(&self, gateway: &Gateway) -> Result<u64, Arc<SnapshotError>> {
+    /// check passes.
+    pub async fn reload(&self, gateway: &Gateway) -> Result<Reloaded, Arc<SnapshotError>> {
         self.reload_with(gateway, Attempt::Final).await
     }
 
@@ -116,7 +126,7 @@ impl Reloader {
         &self,
         gateway: &Gateway,
         attempt: Attempt,
-    ) -> Result<u64, Arc<SnapshotError>> {
+    ) -> Result<Reloaded, Arc<SnapshotError>> {
         let _running = self.running.lock().await;
         let result = match &self.config_path {
             Some(path) => match Config::load(path) {
@@ -156,7 +166,7 @@ impl Reloader {
         let result = result.map_err(Arc::new);
         if let (Err(err), Attempt::Tentative) = (&result, attempt) {
             tracing::debug!(error = %err, "reload not possible yet; will retry");
-            return result;
+            return Err(err.clone());
         }
         gateway.metrics().reload(result.is_ok());
         match &result {
@@ -173,9 +183,12 @@ impl Reloader {
                 .err()
                 .and_then(|e| e.policy())
                 .map(str::to_string),
-            restart_required,
+            restart_required: restart_required.clone(),
         });
-        result
+        result.map(|generation| Reloaded {
+            generation,
+            restart_required,
+        })
     }
 
     /// The last reload's report, if any reload ran.

@@ -106,7 +106,7 @@ impl FileWatch {
     ) -> Result<FileWatch, notify::Error>
     where
         R: Fn(Attempt) -> F + Send + 'static,
-        F: Future<Output = Result<u64, Arc<SnapshotError>>> + Send + 'static,
+        F: Future<Output = Result<super::Reloaded, Arc<SnapshotError>>> + Send + 'static,
     {
         // A stored permit stands for "something changed since you last looked":
         // any number of events coalesce into one.
@@ -161,7 +161,7 @@ async fn watch<R, F>(
     reload: R,
 ) where
     R: Fn(Attempt) -> F,
-    F: Future<Output = Result<u64, Arc<SnapshotError>>>,
+    F: Future<Output = Result<super::Reloaded, Arc<SnapshotError>>>,
 {
     // `seen`: the contents the installed snapshot (or the last final failure)
     // was built from.
