@@ -15,7 +15,9 @@ use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::gateway::listener::{self, ClientLimits};
 use crate::policy::{EngineError, PolicyEngine};
-use crate::snapshot::{Baseline, EnvLookup, FileWatch, Reloaded, Reloader, SnapshotError, WatchSettings};
+use crate::snapshot::{
+    Baseline, EnvLookup, FileWatch, Reloaded, Reloader, SnapshotError, WatchSettings,
+};
 use crate::upstream::health::HealthRegistry;
 
 /// Why the gateway did not start.

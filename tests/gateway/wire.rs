@@ -163,3 +163,79 @@ models = {{ "fast" = {{ model = "gpt-4o-mini" }} }}
     assert_eq!(got.header("authorization"), Some("Bearer sk-openai"));
     assert_eq!(got.json()["model"], "gpt-4o-mini");
 }
+
+/// Answers from a simulated upstream are labelled `x-switchyard-simulated`
+/// through the gateway, streamed or not; a real upstream can neither set that
+/// label nor any other `x-switchyard-*` stamp, nor hand the client its cookies.
+#[tokio::test]
+async fn simulated_answers_are_labelled_and_upstream_stamps_are_not_trusted() {
+    let Reply::Json { status, body, .. } = Reply::completion("gpt-4o", 1, 1) else {
+        unreachable!("completion is JSON")
+    };
+    let forged = vec![
+        ("x-switchyard-simulated", "true".to_string()),
+        ("x-switchyard-upstream", "forged".to_string()),
+        ("set-cookie", "edge=1".to_string()),
+        ("connection", "x-edge-hop".to_string()),
+        ("x-edge-hop", "1".to_string()),
+    ];
+    let upstream = Upstream::always(Reply::Json {
+        status,
+        headers: forged,
+        body,
+    })
+    .await;
+    let toml = format!(
+        r#"
+[[upstream]]
+name = "real"
+provider = "openai"
+endpoint = "{}"
+api_key_env = "OPENAI_KEY"
+models = {{ "real" = {{ model = "gpt-4o" }} }}
+
+[[upstream]]
+name = "sim"
+provider = "mock"
+mock = {{ stream_chunks = 2 }}
+models = {{ "sim" = {{}} }}
+"#,
+        upstream.url()
+    );
+    let gw = TestGateway::start(&toml, &[("OPENAI_KEY", "sk-openai")]).await;
+    let send = |model: &str, stream: bool| {
+        let mut body = chat(model);
+        body["stream"] = stream.into();
+        client()
+            .post(format!("{}/v1/chat/completions", gw.url()))
+            .json(&body)
+            .send()
+    };
+    for stream in [false, true] {
+        let res = send("sim", stream).await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            res.headers()["x-switchyard-simulated"],
+            "true",
+            "stream={stream}"
+        );
+        assert_eq!(res.headers()["x-switchyard-upstream"], "sim");
+        let text = res.text().await.unwrap();
+        let end = if stream { "data: [DONE]" } else { "simulated" };
+        assert!(text.contains(end), "{text}");
+    }
+    let res = send("real", false).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let headers = res.headers();
+    assert_eq!(headers["x-switchyard-upstream"], "real");
+    for dropped in ["x-switchyard-simulated", "set-cookie", "x-edge-hop"] {
+        assert!(
+            headers.get(dropped).is_none(),
+            "{dropped} reached the client"
+        );
+    }
+    assert_eq!(
+        upstream.received()[0].header("authorization"),
+        Some("Bearer sk-openai")
+    );
+}

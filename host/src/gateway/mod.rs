@@ -38,7 +38,7 @@ use crate::admin::Metrics;
 use crate::policy::types::{Headers, Request as PolicyRequest, RetryOn};
 use crate::policy::{ChainOutcome, Policy, PolicyErrorKind, StageObserver};
 use crate::provider::Operation;
-use crate::snapshot::{Serving, Snapshot};
+use crate::snapshot::{Serving, Snapshot, UpstreamEntry};
 
 /// Headers a policy never sees (nor does an upstream: see `provider::wire`).
 /// Names, not strings: comparing names skips parsing and lower-casing each one.
@@ -254,7 +254,7 @@ impl Gateway {
         let upstream = &snapshot.upstreams[serving.upstream];
         let mut parts = committed.parts;
         strip_upstream_headers(&mut parts.headers);
-        stamp(&mut parts.headers, &ctx.stamp(upstream.stamp.as_ref()));
+        stamp(&mut parts.headers, &ctx.stamp(Some(upstream)));
         let sse = parts
             .headers
             .get(http::header::CONTENT_TYPE)
@@ -339,14 +339,15 @@ struct RequestContext {
 }
 
 impl RequestContext {
-    fn stamp<'a>(&'a self, upstream: Option<&'a HeaderValue>) -> Stamp<'a> {
+    fn stamp<'a>(&'a self, upstream: Option<&'a UpstreamEntry>) -> Stamp<'a> {
         Stamp {
             request_id: &self.request_id,
             policy: self
                 .route
                 .and_then(|i| self.snapshot.routes[i].chain.stamp()),
-            upstream,
+            upstream: upstream.and_then(|u| u.stamp.as_ref()),
             attempts: self.attempts,
+            simulated: upstream.is_some_and(|u| u.simulated),
         }
     }
 

@@ -18,6 +18,8 @@ pub const UPSTREAM_HEADER: HeaderName = HeaderName::from_static("x-switchyard-up
 pub const POLICY_HEADER: HeaderName = HeaderName::from_static("x-switchyard-policy");
 /// Name of the header counting upstream attempts.
 pub const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-switchyard-attempts");
+/// Name of the header labelling an answer from a simulated (mock) upstream.
+pub const SIMULATED_HEADER: HeaderName = HeaderName::from_static("x-switchyard-simulated");
 /// Name of the request id header.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -162,6 +164,8 @@ pub struct Stamp<'a> {
     pub upstream: Option<&'a HeaderValue>,
     /// Upstream attempts made.
     pub attempts: u32,
+    /// Whether the serving upstream is simulated: such answers always say so.
+    pub simulated: bool,
 }
 
 /// Sets the `x-switchyard-*` and `x-request-id` headers.
@@ -176,6 +180,9 @@ pub fn stamp(headers: &mut HeaderMap, stamp: &Stamp<'_>) {
         headers.insert(UPSTREAM_HEADER, upstream.clone());
     }
     headers.insert(ATTEMPTS_HEADER, count_value(stamp.attempts));
+    if stamp.simulated {
+        headers.insert(SIMULATED_HEADER, HeaderValue::from_static("true"));
+    }
 }
 
 /// `n` as a header value; the small counts every response carries are static.

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderName, HeaderValue, Response, StatusCode};
+use http::{HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
@@ -26,8 +26,6 @@ use super::{Operation, UpstreamBody, UpstreamCall};
 use crate::config::MockConfig;
 use crate::upstream::BodyError;
 
-/// The response header that marks simulated answers.
-pub const SIMULATED_HEADER: HeaderName = HeaderName::from_static("x-switchyard-simulated");
 /// The `system_fingerprint` of simulated answers.
 pub const FINGERPRINT: &str = "switchyard-mock";
 /// The assistant message of simulated completions.
@@ -90,10 +88,12 @@ impl MockAdapter {
     }
 }
 
+/// Sets the content type. The gateway labels the answer as simulated
+/// (`x-switchyard-simulated`), since it drops any `x-switchyard-*` header an
+/// upstream sends.
 fn labelled(response: &mut Response<UpstreamBody>, content_type: &'static str) {
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(SIMULATED_HEADER, HeaderValue::from_static("true"));
 }
 
 fn full(bytes: impl Into<Bytes>) -> UpstreamBody {
@@ -347,6 +347,5 @@ mod tests {
         let r = error_response(503);
         assert_eq!(r.status(), 503);
         assert!(r.headers().get(RETRY_AFTER).is_none());
-        assert_eq!(r.headers()[SIMULATED_HEADER], "true");
     }
 }
