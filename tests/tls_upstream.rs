@@ -1,7 +1,8 @@
 //! The upstream client over TLS, against a loopback server with a certificate
 //! made here and trusted through `SSL_CERT_FILE` (read when the process first
 //! loads its roots, so this file is its own test binary): h2 when the server
-//! offers it over ALPN, HTTP/1.1 when it does not, and pooled either way.
+//! offers it over ALPN (another h2 connection when one is full), HTTP/1.1 when
+//! it does not, and pooled either way.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -148,6 +149,38 @@ async fn https_upstreams_get_h2_when_offered_and_http1_otherwise() {
         h2.connections.load(Ordering::SeqCst),
         1,
         "one shared h2 connection"
+    );
+
+    // A full h2 connection does not hold requests back: past the streams
+    // allowed on one, another connection is opened, and both are reused.
+    let h2 = Server::start(cert.clone(), key(), &[b"h2"]).await;
+    let client = UpstreamClient::new(ClientOptions {
+        http2_max_streams: 1,
+        ..ClientOptions::default()
+    });
+    let url = format!("https://localhost:{}/v1/chat/completions", h2.addr.port());
+    let post = || {
+        Request::post(&url)
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap()
+    };
+    // Two answers held unread: each keeps its place on its connection.
+    let first = client.send(post()).await.unwrap();
+    let second = client.send(post()).await.unwrap();
+    assert_eq!(
+        h2.connections.load(Ordering::SeqCst),
+        2,
+        "the first was full"
+    );
+    drop(first);
+    let third = client.send(post()).await.unwrap();
+    assert_eq!(third.into_body().collect().await.unwrap().to_bytes(), "ok");
+    assert_eq!(second.into_body().collect().await.unwrap().to_bytes(), "ok");
+    three_requests(&client, h2.addr.port()).await;
+    assert_eq!(
+        h2.connections.load(Ordering::SeqCst),
+        2,
+        "places are freed when a body ends or is dropped"
     );
 
     // HTTP/1.1 only: origin-form target, `Host` with the port, connection reused.

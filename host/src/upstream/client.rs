@@ -27,7 +27,7 @@ use tokio::net::TcpStream;
 use tower_service::Service;
 
 use super::error::{AttemptError, ConnectTimeout};
-use super::pool::{H1Sender, H2Sender, Pool, ResponseBody};
+use super::pool::{H1Sender, H2Sender, Pool, ResponseBody, StreamSlot};
 use super::tls;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -45,6 +45,10 @@ pub struct ClientOptions {
     pub tcp_keepalive: Option<Duration>,
     /// HTTP/2 PING interval on h2 connections; `None` disables it.
     pub http2_keep_alive_interval: Option<Duration>,
+    /// Most requests at once on one h2 connection; past it another connection
+    /// is opened. Servers commonly allow 100 concurrent streams (RFC 9113
+    /// advises no fewer), and a request over the server's limit would wait.
+    pub http2_max_streams: usize,
 }
 
 impl Default for ClientOptions {
@@ -55,6 +59,7 @@ impl Default for ClientOptions {
             pool_max_idle_per_host: 256,
             tcp_keepalive: Some(Duration::from_secs(30)),
             http2_keep_alive_interval: Some(Duration::from_secs(30)),
+            http2_max_streams: 100,
         }
     }
 }
@@ -81,7 +86,7 @@ impl fmt::Debug for UpstreamClient {
 /// A connection checked out for one request.
 enum Checkout {
     H1(H1Sender),
-    H2(H2Sender),
+    H2(H2Sender, StreamSlot),
 }
 
 impl UpstreamClient {
@@ -109,6 +114,7 @@ impl UpstreamClient {
             pool: Arc::new(Pool::new(
                 options.pool_max_idle_per_host,
                 options.pool_idle_timeout,
+                options.http2_max_streams,
             )),
             host: Arc::new(OnceLock::new()),
             options,
@@ -134,12 +140,14 @@ impl UpstreamClient {
                 None => (self.connect(&uri).await?, false),
             };
             let mut failed = match checkout {
-                Checkout::H2(mut sender) => match sender.try_send_request(request).await {
-                    Ok(response) => return Ok(response.map(ResponseBody::shared)),
+                Checkout::H2(mut sender, slot) => match sender.try_send_request(request).await {
+                    Ok(response) => {
+                        return Ok(response.map(|body| ResponseBody::shared(body, slot)));
+                    }
                     Err(failed) => {
                         // A shared connection that refused a request is not
                         // offered again: the retry below opens a new one.
-                        self.pool.forget_h2();
+                        self.pool.forget_h2(&slot);
                         failed
                     }
                 },
@@ -171,11 +179,11 @@ impl UpstreamClient {
         }
     }
 
-    /// A pooled connection ready for a request: the shared h2 connection, or an
-    /// idle HTTP/1.1 one.
+    /// A pooled connection ready for a request: a shared h2 connection with
+    /// room, or an idle HTTP/1.1 one.
     async fn checkout(&self) -> Option<Checkout> {
-        if let Some(sender) = self.pool.shared_h2() {
-            return Some(Checkout::H2(sender));
+        if let Some((sender, slot)) = self.pool.take_h2() {
+            return Some(Checkout::H2(sender, slot));
         }
         while let Some(mut sender) = self.pool.take_h1() {
             // Not ready yet only while its task finishes the previous response.
@@ -210,9 +218,9 @@ impl UpstreamClient {
                 .await
                 .map_err(|err| connect_failed(&err))?;
             run_connection(connection);
-            self.pool.set_h2(sender.clone());
+            let slot = self.pool.add_h2(sender.clone());
             self.reap_idle_later();
-            Ok(Checkout::H2(sender))
+            Ok(Checkout::H2(sender, slot))
         } else {
             let (sender, connection) = http1::handshake(stream)
                 .await

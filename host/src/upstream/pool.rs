@@ -4,14 +4,16 @@
 //!
 //! Each client talks to one upstream, so the pool needs no key: it is a stack
 //! of idle HTTP/1.1 connections (the most recently used is reused first, the
-//! oldest expire first) and at most one shared h2 connection. A connection
-//! goes back on the stack from the request's own task, when its body ends;
+//! oldest expire first) and a list of shared h2 connections, each carrying up
+//! to a set number of requests at once (another is opened when all are full).
+//! A connection goes back on the stack, or a request's place on an h2
+//! connection is freed, from the request's own task when its body ends;
 //! nothing is spawned per request.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
@@ -29,10 +31,26 @@ pub(crate) type H2Sender = http2::SendRequest<Full<Bytes>>;
 /// The idle connections to one upstream.
 pub(crate) struct Pool {
     idle: Mutex<VecDeque<Idle>>,
-    shared: Mutex<Option<H2Sender>>,
+    shared: Mutex<Vec<SharedH2>>,
     max_idle: usize,
     idle_timeout: Duration,
+    max_h2_streams: usize,
     reaper_started: AtomicBool,
+}
+
+/// An h2 connection shared by concurrent requests, and how many it carries now.
+struct SharedH2 {
+    sender: H2Sender,
+    streams: Arc<AtomicUsize>,
+}
+
+/// One request's place on a shared h2 connection, freed when dropped.
+pub(crate) struct StreamSlot(Arc<AtomicUsize>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 struct Idle {
@@ -42,13 +60,15 @@ struct Idle {
 
 impl Pool {
     /// A pool keeping at most `max_idle` idle HTTP/1.1 connections, each for at
-    /// most `idle_timeout`.
-    pub(crate) fn new(max_idle: usize, idle_timeout: Duration) -> Pool {
+    /// most `idle_timeout`, and putting at most `max_h2_streams` requests at
+    /// once on one h2 connection.
+    pub(crate) fn new(max_idle: usize, idle_timeout: Duration, max_h2_streams: usize) -> Pool {
         Pool {
             idle: Mutex::new(VecDeque::new()),
-            shared: Mutex::new(None),
+            shared: Mutex::new(Vec::new()),
             max_idle,
             idle_timeout,
+            max_h2_streams: max_h2_streams.max(1),
             reaper_started: AtomicBool::new(false),
         }
     }
@@ -91,34 +111,48 @@ impl Pool {
         }
     }
 
-    /// The shared h2 connection, while it is open.
-    pub(crate) fn shared_h2(&self) -> Option<H2Sender> {
+    /// A place on the first open h2 connection with room for one more request.
+    /// `None` when there is none: the caller opens another connection.
+    pub(crate) fn take_h2(&self) -> Option<(H2Sender, StreamSlot)> {
         let mut shared = lock(&self.shared);
-        match shared.as_ref() {
-            Some(sender) if !sender.is_closed() => Some(sender.clone()),
-            Some(_) => {
-                *shared = None;
-                None
-            }
-            None => None,
-        }
+        shared.retain(|connection| !connection.sender.is_closed());
+        // Counted under the lock, so two takers cannot both fill the last place.
+        let connection = shared
+            .iter()
+            .find(|c| c.streams.load(Ordering::Relaxed) < self.max_h2_streams)?;
+        connection.streams.fetch_add(1, Ordering::Relaxed);
+        let slot = StreamSlot(connection.streams.clone());
+        Some((connection.sender.clone(), slot))
     }
 
-    /// Stops offering the shared h2 connection (requests already on it go on).
-    pub(crate) fn forget_h2(&self) {
-        *lock(&self.shared) = None;
+    /// Shares a new h2 connection; the returned place on it is the caller's.
+    pub(crate) fn add_h2(&self, sender: H2Sender) -> StreamSlot {
+        let streams = Arc::new(AtomicUsize::new(1));
+        lock(&self.shared).push(SharedH2 {
+            sender,
+            streams: streams.clone(),
+        });
+        StreamSlot(streams)
     }
 
-    /// Makes `sender` the shared h2 connection.
-    pub(crate) fn set_h2(&self, sender: H2Sender) {
-        *lock(&self.shared) = Some(sender);
+    /// Stops offering the h2 connection `slot` is on (requests already on it go on).
+    pub(crate) fn forget_h2(&self, slot: &StreamSlot) {
+        lock(&self.shared).retain(|connection| !Arc::ptr_eq(&connection.streams, &slot.0));
     }
 
-    /// Closes the HTTP/1.1 connections idle longer than the timeout.
+    /// Closes the HTTP/1.1 connections idle longer than the timeout, and the
+    /// h2 connections beyond the first that carry nothing (opened for a burst).
     pub(crate) fn prune(&self) {
         let now = Instant::now();
         lock(&self.idle).retain(|entry| {
             !entry.sender.is_closed() && now.duration_since(entry.since) < self.idle_timeout
+        });
+        let mut first = true;
+        lock(&self.shared).retain(|connection| {
+            let keep = !connection.sender.is_closed()
+                && (first || connection.streams.load(Ordering::Relaxed) > 0);
+            first &= !keep;
+            keep
         });
     }
 
@@ -145,9 +179,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// An upstream response body. Over HTTP/1.1 it returns its connection to the
 /// pool once the body has ended; a body dropped early, or one that failed,
 /// takes its connection with it (the rest of the response is never read).
+/// Over h2 it holds its place on the shared connection until it ends or is
+/// dropped.
 pub struct ResponseBody {
     body: Incoming,
     give_back: Option<(Arc<Pool>, H1Sender)>,
+    slot: Option<StreamSlot>,
 }
 
 impl ResponseBody {
@@ -156,6 +193,7 @@ impl ResponseBody {
         let mut body = ResponseBody {
             body,
             give_back: Some((pool, sender)),
+            slot: None,
         };
         if body.body.is_end_stream() {
             body.release();
@@ -163,18 +201,24 @@ impl ResponseBody {
         body
     }
 
-    /// A body on a shared h2 connection: nothing to give back.
-    pub(crate) fn shared(body: Incoming) -> ResponseBody {
-        ResponseBody {
+    /// A body on a shared h2 connection, holding `slot` until it ends.
+    pub(crate) fn shared(body: Incoming, slot: StreamSlot) -> ResponseBody {
+        let mut body = ResponseBody {
             body,
             give_back: None,
+            slot: Some(slot),
+        };
+        if body.body.is_end_stream() {
+            body.release();
         }
+        body
     }
 
     fn release(&mut self) {
         if let Some((pool, sender)) = self.give_back.take() {
             pool.put_h1(sender);
         }
+        self.slot = None;
     }
 }
 
@@ -200,7 +244,10 @@ impl Body for ResponseBody {
         match &frame {
             Some(Ok(_)) if !this.body.is_end_stream() => {}
             Some(Ok(_)) | None => this.release(),
-            Some(Err(_)) => this.give_back = None,
+            Some(Err(_)) => {
+                this.give_back = None;
+                this.slot = None;
+            }
         }
         Poll::Ready(frame)
     }
@@ -228,9 +275,42 @@ mod tests {
         (sender, theirs)
     }
 
+    /// An h2 sender on an in-memory connection (the client sends its preface
+    /// without waiting for the peer).
+    async fn h2_sender() -> (H2Sender, tokio::io::DuplexStream) {
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let (sender, connection) = http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake(TokioIo::new(ours))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        (sender, theirs)
+    }
+
+    #[tokio::test]
+    async fn h2_places_are_counted_and_burst_connections_pruned() {
+        let pool = Pool::new(8, Duration::from_secs(60), 2);
+        assert!(pool.take_h2().is_none(), "no connection yet");
+        let (a, _peer_a) = h2_sender().await;
+        let first = pool.add_h2(a);
+        let (_, second) = pool.take_h2().expect("room for a second request");
+        assert!(pool.take_h2().is_none(), "full at two");
+        let (b, _peer_b) = h2_sender().await;
+        let on_b = pool.add_h2(b);
+        drop(second);
+        let (_, again) = pool.take_h2().expect("a freed place is offered again");
+        drop((first, again, on_b));
+        // Nothing in flight: the burst connection goes, the first stays.
+        pool.prune();
+        assert_eq!(lock(&pool.shared).len(), 1);
+        let forget = pool.take_h2().expect("the first connection stays").1;
+        pool.forget_h2(&forget);
+        assert!(pool.take_h2().is_none(), "forgotten");
+    }
+
     #[tokio::test]
     async fn keeps_at_most_max_idle() {
-        let pool = Pool::new(2, Duration::from_secs(60));
+        let pool = Pool::new(2, Duration::from_secs(60), 100);
         let mut peers = Vec::new();
         for _ in 0..3 {
             let (s, peer) = sender().await;
@@ -244,7 +324,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_pooling_with_max_idle_zero() {
-        let pool = Pool::new(0, Duration::from_secs(60));
+        let pool = Pool::new(0, Duration::from_secs(60), 100);
         let (s, _peer) = sender().await;
         pool.put_h1(s);
         assert_eq!(pool.idle_count(), 0);
@@ -252,7 +332,7 @@ mod tests {
 
     #[tokio::test]
     async fn expired_and_closed_connections_are_dropped() {
-        let pool = Pool::new(8, Duration::from_millis(50));
+        let pool = Pool::new(8, Duration::from_millis(50), 100);
         let (s, _peer) = sender().await;
         pool.put_h1(s);
         tokio::time::sleep(Duration::from_millis(80)).await;
@@ -264,7 +344,7 @@ mod tests {
         pool.prune();
         assert_eq!(pool.idle_count(), 0, "the reaper's prune drops it too");
 
-        let pool = Pool::new(8, Duration::from_secs(60));
+        let pool = Pool::new(8, Duration::from_secs(60), 100);
         let (s, peer) = sender().await;
         pool.put_h1(s);
         drop(peer);
