@@ -7,13 +7,16 @@ use crate::support::upstream::{Reply, Upstream, closed_port};
 use crate::support::{TestGateway, chat, client};
 use serde_json::Value;
 
-/// A gateway with upstreams `first` and `second` (in that order) serving gpt-4o,
-/// plain config-order fallback, and a 400 ms first-byte timeout.
+/// A gateway with upstreams `first` (OpenAI) and `second` (Azure, its own key
+/// and deployment name) in that order serving gpt-4o, plain config-order
+/// fallback, and a 2 s first-byte timeout (long enough
+/// that a busy machine does not time out an answering upstream).
 async fn gateway(first: &str, second: &str) -> TestGateway {
     let toml = format!(
         r#"
 [server]
-first_byte_timeout_ms = 400
+first_byte_timeout_ms = 2000
+response_timeout_ms = 2000
 
 [[upstream]]
 name = "first"
@@ -24,17 +27,17 @@ models = {{ "gpt-4o" = {{}} }}
 
 [[upstream]]
 name = "second"
-provider = "openai"
+provider = "azure-openai"
 endpoint = "{second}"
-api_key_env = "KEY"
-models = {{ "gpt-4o" = {{}} }}
+api_key_env = "KEY2"
+models = {{ "gpt-4o" = {{ deployment = "gpt4o-second" }} }}
 
 [[route]]
 name = "chat"
 policies = []
 "#
     );
-    TestGateway::start(&toml, &[("KEY", "sk-test")]).await
+    TestGateway::start(&toml, &[("KEY", "sk-test"), ("KEY2", "az-second")]).await
 }
 
 struct Answer {
@@ -83,6 +86,16 @@ async fn falls_back_from(failing: Reply) {
     assert_eq!(answer.attempts, "2");
     assert_eq!(bad.hits(), 1);
     assert_eq!(good.hits(), 1);
+    // The fallback is built for its own upstream, not resent as the first was.
+    let got = &good.received()[0];
+    assert_eq!(
+        got.uri,
+        "/openai/deployments/gpt4o-second/chat/completions?api-version=2024-10-21"
+    );
+    assert_eq!(got.header("api-key"), Some("az-second"));
+    assert_eq!(got.header("authorization"), None);
+    assert_eq!(got.json()["model"], "gpt4o-second");
+    assert_eq!(got.json()["messages"], chat("gpt-4o")["messages"]);
 }
 
 #[tokio::test]
@@ -157,6 +170,53 @@ async fn all_timeouts_is_504() {
     let answer = ask(&gw).await;
     assert_eq!((answer.status, answer.attempts.as_str()), (504, "2"));
     assert_eq!(answer.json["error"]["code"], "upstream_timeout");
+}
+
+/// A non-streamed completion arrives whole, so its first byte may come long
+/// after `first_byte_timeout_ms`: `response_timeout_ms` bounds it instead. A
+/// stream's first byte is still held to `first_byte_timeout_ms`.
+#[tokio::test]
+async fn a_slow_whole_answer_is_not_a_first_byte_timeout() {
+    let slow = Duration::from_millis(1500);
+    let upstream = Upstream::start(move |request| {
+        let reply = if request.json()["stream"] == true {
+            Reply::stream(1, Duration::ZERO)
+        } else {
+            Reply::completion("gpt-4o", 3, 2)
+        };
+        Reply::Delayed(slow, Box::new(reply))
+    })
+    .await;
+    let toml = format!(
+        r#"
+[server]
+first_byte_timeout_ms = 500
+
+[[upstream]]
+name = "slow"
+provider = "openai"
+endpoint = "{}"
+api_key_env = "KEY"
+models = {{ "gpt-4o" = {{}} }}
+"#,
+        upstream.url()
+    );
+    let gw = TestGateway::start(&toml, &[("KEY", "sk-test")]).await;
+    let answer = ask(&gw).await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    assert_eq!(answer.json["usage"]["completion_tokens"], 2);
+
+    let mut streamed = chat("gpt-4o");
+    streamed["stream"] = true.into();
+    let res = client()
+        .post(format!("{}/v1/chat/completions", gw.url()))
+        .json(&streamed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 504);
+    let json: Value = res.json().await.unwrap();
+    assert_eq!(json["error"]["code"], "upstream_timeout");
 }
 
 #[tokio::test]

@@ -80,6 +80,8 @@ pub enum Reply {
     StallAfterHeaders,
     /// Close the connection without an answer.
     Reset,
+    /// Wait, then answer with the inner reply.
+    Delayed(Duration, Box<Reply>),
 }
 
 impl Reply {
@@ -238,8 +240,12 @@ async fn answer(
             .collect(),
         body,
     };
-    let reply = script(&recorded);
+    let mut reply = script(&recorded);
     received.lock().unwrap().push(recorded);
+    if let Reply::Delayed(wait, inner) = reply {
+        tokio::time::sleep(wait).await;
+        reply = *inner;
+    }
     match reply {
         Reply::Json {
             status,
@@ -310,6 +316,7 @@ async fn answer(
                 .unwrap())
         }
         Reply::Reset => Err(std::io::Error::other("reset by the test upstream")),
+        Reply::Delayed(..) => unreachable!("unwrapped above"),
     }
 }
 

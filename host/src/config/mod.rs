@@ -78,8 +78,13 @@ pub struct ServerConfig {
     pub h2_max_local_error_reset_streams: usize,
     /// Default time to establish an upstream connection (including TLS).
     pub connect_timeout_ms: u64,
-    /// Default time from sending an upstream request to its first response byte.
+    /// Default time from sending an upstream request to its first response
+    /// byte, for streamed completions and embeddings.
     pub first_byte_timeout_ms: u64,
+    /// Default time from sending a non-streamed chat completion to its first
+    /// response byte: the provider answers only once the whole completion is
+    /// generated, which takes minutes for long or reasoning answers.
+    pub response_timeout_ms: u64,
     /// Longest gap between two body chunks of an upstream response once streaming.
     pub idle_timeout_ms: u64,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
@@ -103,6 +108,7 @@ impl Default for ServerConfig {
             h2_max_local_error_reset_streams: 256,
             connect_timeout_ms: 2_000,
             first_byte_timeout_ms: 60_000,
+            response_timeout_ms: 600_000,
             idle_timeout_ms: 60_000,
             drain_timeout_ms: 30_000,
         }
@@ -245,6 +251,8 @@ pub struct UpstreamConfig {
     pub connect_timeout_ms: Option<u64>,
     /// Overrides `[server] first_byte_timeout_ms` for this upstream.
     pub first_byte_timeout_ms: Option<u64>,
+    /// Overrides `[server] response_timeout_ms` for this upstream.
+    pub response_timeout_ms: Option<u64>,
     /// Simulation settings for `provider = "mock"`.
     pub mock: Option<MockConfig>,
     /// Line of the entry in the config file.

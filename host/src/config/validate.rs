@@ -140,6 +140,7 @@ fn check_server(c: &Checker, config: &Config) -> Result<(), ConfigError> {
         ("server.body_read_timeout_ms", s.body_read_timeout_ms),
         ("server.connect_timeout_ms", s.connect_timeout_ms),
         ("server.first_byte_timeout_ms", s.first_byte_timeout_ms),
+        ("server.response_timeout_ms", s.response_timeout_ms),
         ("server.idle_timeout_ms", s.idle_timeout_ms),
     ];
     if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
@@ -223,6 +224,7 @@ fn check_upstreams(c: &Checker, upstreams: &[UpstreamConfig]) -> Result<(), Conf
         for (field, timeout) in [
             ("connect_timeout_ms", up.connect_timeout_ms),
             ("first_byte_timeout_ms", up.first_byte_timeout_ms),
+            ("response_timeout_ms", up.response_timeout_ms),
         ] {
             if timeout == Some(0) {
                 return Err(c.fail(up.line, at(field), "must be greater than 0"));

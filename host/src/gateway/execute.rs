@@ -146,7 +146,15 @@ pub async fn execute(attempt: Attempt<'_>) -> Result<Committed, GatewayError> {
         }
         let in_flight = upstream.health.start_attempt();
         let sent = Instant::now();
-        let deadline = sent + upstream.first_byte_timeout;
+        // A non-streamed completion's first byte comes with its last.
+        let whole_answer =
+            attempt.operation == Operation::ChatCompletions && !attempt.view.streaming();
+        let deadline = sent
+            + if whole_answer {
+                upstream.response_timeout
+            } else {
+                upstream.first_byte_timeout
+            };
         let usage_added = attempt.operation == Operation::ChatCompletions
             && attempt.view.adds_usage_request()
             && upstream.adds_stream_usage;

@@ -147,6 +147,10 @@ impl SnapshotBuilder<'_> {
                     up.first_byte_timeout_ms
                         .unwrap_or(config.server.first_byte_timeout_ms),
                 ),
+                response_timeout: Duration::from_millis(
+                    up.response_timeout_ms
+                        .unwrap_or(config.server.response_timeout_ms),
+                ),
                 adds_stream_usage: up.adds_stream_usage(),
                 region: up.region.clone(),
                 jurisdiction: up.jurisdiction.clone(),

@@ -63,8 +63,12 @@ pub struct UpstreamEntry {
     pub adapter: ProviderAdapter,
     /// Live health, shared across snapshots.
     pub health: Arc<UpstreamHealth>,
-    /// Time allowed from sending a request to the first response byte.
+    /// Time allowed from sending a request to the first response byte, for
+    /// streamed completions and embeddings.
     pub first_byte_timeout: Duration,
+    /// Time allowed from sending a non-streamed chat completion to the first
+    /// response byte (the provider answers once the whole completion is generated).
+    pub response_timeout: Duration,
     /// Whether a stream's usage is asked for on the client's behalf (see
     /// [`crate::config::UpstreamConfig::adds_stream_usage`]).
     pub adds_stream_usage: bool,
