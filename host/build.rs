@@ -13,6 +13,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("azure-first", "azure-first"),
     ("cost", "cost"),
     ("compliance", "compliance"),
+    ("prefer-eu", "prefer-eu"),
     ("hostile-policy", "hostile"),
 ];
 
@@ -23,6 +24,7 @@ const SOURCES: &[&str] = &[
     "policies/azure-first",
     "policies/cost",
     "policies/compliance",
+    "policies/prefer-eu",
     "tests/fixtures/hostile",
 ];
 

@@ -3,7 +3,7 @@
 #
 #   policies/build.sh OUT_DIR [LANGUAGE...]     LANGUAGE: rust c js python (default: all four)
 #
-# - rust: policies/azure-first, cost, compliance (cargo packages) -> <package>.wasm.
+# - rust: policies/azure-first, cost, compliance, prefer-eu (cargo packages) -> <package>.wasm.
 #   Built with cargo for wasm32-wasip2 in the `guest` profile, in the same target dir
 #   host/build.rs uses ($CARGO_TARGET_DIR/guests, default target/guests), so either
 #   build reuses the other's work.
@@ -31,7 +31,7 @@ source "$ROOT/policies/lib/js.sh"
 source "$ROOT/policies/lib/python.sh"
 
 # Rust example policies: cargo package names; each lands as OUT_DIR/<package>.wasm.
-RUST_POLICIES=(azure-first cost compliance)
+RUST_POLICIES=(azure-first cost compliance prefer-eu)
 
 # Every language, in build order.
 LANGUAGES=(rust c js python)

@@ -34,7 +34,7 @@ fn guest(name: &str) -> String {
 #[test]
 fn the_example_policies_pass_their_recorded_cases() {
     let cache = tempfile::tempdir().unwrap();
-    for name in ["azure-first", "cost", "compliance"] {
+    for name in ["azure-first", "cost", "compliance", "prefer-eu"] {
         let cases = repo().join("policies").join(name).join("cases.json");
         assert!(cases.is_file(), "{} is missing", cases.display());
         let out = switchyard(
@@ -60,6 +60,27 @@ fn the_example_policies_pass_their_recorded_cases() {
             "{stdout}"
         );
     }
+}
+
+/// The README's first policy is `policies/prefer-eu`, which the build compiles
+/// and the test above runs against its cases: the snippet cannot rot.
+#[test]
+fn the_readme_first_policy_is_the_prefer_eu_example() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = readme
+        .split("## Write your first policy (Rust)")
+        .nth(1)
+        .expect("README has the section");
+    let snippet = section
+        .split("```rust\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```\n").next())
+        .expect("the section opens with a Rust block");
+    let source = std::fs::read_to_string(repo().join("policies/prefer-eu/src/lib.rs")).unwrap();
+    assert_eq!(
+        snippet, source,
+        "README and policies/prefer-eu/src/lib.rs differ"
+    );
 }
 
 #[test]
