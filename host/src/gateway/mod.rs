@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use tokio::time::Instant;
 
@@ -35,20 +35,10 @@ use self::outcome::{Ending, OutcomeSink, PendingOutcome};
 use self::request_view::{BodyError, RequestView, read_bounded};
 use self::response::{GatewayBody, GatewayError, Stamp, stamp, strip_upstream_headers};
 use crate::admin::Metrics;
-use crate::policy::types::{Headers, Request as PolicyRequest, RetryOn};
+use crate::policy::types::{CREDENTIAL_HEADERS, Headers, Request as PolicyRequest, RetryOn};
 use crate::policy::{ChainOutcome, Policy, PolicyErrorKind, StageObserver};
 use crate::provider::Operation;
 use crate::snapshot::{Serving, Snapshot, UpstreamEntry};
-
-/// Headers a policy never sees (nor does an upstream: see `provider::wire`).
-/// Names, not strings: comparing names skips parsing and lower-casing each one.
-const CREDENTIAL_HEADERS: [HeaderName; 5] = [
-    http::header::AUTHORIZATION,
-    HeaderName::from_static("api-key"),
-    HeaderName::from_static("x-api-key"),
-    http::header::COOKIE,
-    http::header::PROXY_AUTHORIZATION,
-];
 
 /// The gateway's request handler: the current snapshot plus what outlives snapshots.
 pub struct Gateway {
@@ -490,7 +480,10 @@ mod tests {
             ("x-data-residency", "eu"),
             ("content-type", "application/json"),
         ] {
-            client.append(HeaderName::try_from(name).unwrap(), value.parse().unwrap());
+            client.append(
+                http::HeaderName::try_from(name).unwrap(),
+                value.parse().unwrap(),
+            );
         }
         let seen = policy_headers(&client);
         let seen: Vec<(&str, &str)> = seen

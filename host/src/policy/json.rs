@@ -101,9 +101,15 @@ fn header_object<'de, D: Deserializer<'de>>(de: D) -> Result<BTreeMap<String, St
         .into_iter()
         .map(|(name, value)| {
             let name = name.to_ascii_lowercase();
-            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            let Ok(parsed) = http::HeaderName::from_bytes(name.as_bytes()) else {
                 return Err(D::Error::custom(format!(
                     "`{name}` is not a valid header name"
+                )));
+            };
+            // A case relying on one could pass here and never match in the gateway.
+            if super::types::CREDENTIAL_HEADERS.contains(&parsed) {
+                return Err(D::Error::custom(format!(
+                    "header `{name}` never reaches a policy: the gateway keeps credentials from policies"
                 )));
             }
             // A header map takes any byte past 127 too, but policies only ever
@@ -518,6 +524,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("header `x-a` is not visible ASCII"), "{err}");
+        // The gateway never shows a policy credentials, so neither do the tools.
+        for name in ["Authorization", "api-key", "x-api-key", "cookie"] {
+            let text = format!(r#"{{"headers":{{"{name}":"secret"}}}}"#);
+            let err = serde_json::from_str::<RequestJson>(&text)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("never reaches a policy"), "{name}: {err}");
+        }
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub mod types {
         RetryOn,
     };
     pub use super::candidate::Candidate;
-    pub use super::request::{Headers, Request};
+    pub use super::request::{CREDENTIAL_HEADERS, Headers, Request};
 }
 
 pub use cache::ArtifactCache;
