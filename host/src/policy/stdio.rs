@@ -29,17 +29,28 @@ impl OutputTail {
         tail.extend(keep);
     }
 
-    /// The last meaningful line the guest wrote, if any (lossy UTF-8, trimmed;
-    /// Rust's "run with `RUST_BACKTRACE=1`" hint is skipped).
+    /// The last meaningful line the guest wrote, if any (lossy UTF-8, trimmed).
+    /// Lines that only frame an error are skipped: Rust's "run with
+    /// `RUST_BACKTRACE=1`" hint and "thread … panicked at" header, and
+    /// componentize-py's generic "Python function threw an unexpected
+    /// exception", so a Python guest's error reads as its exception
+    /// (`ValueError: …`, the last line of the traceback it printed).
     pub fn last_line(&self) -> Option<String> {
         let tail = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let (a, b) = tail.as_slices();
         let text = String::from_utf8_lossy(&[a, b].concat()).into_owned();
         text.lines()
             .map(str::trim)
-            .rfind(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+            .rfind(|line| !line.is_empty() && !is_framing(line))
             .map(str::to_owned)
     }
+}
+
+/// A line a guest runtime prints around an error rather than about it.
+fn is_framing(line: &str) -> bool {
+    line.starts_with("note: run with `RUST_BACKTRACE")
+        || (line.starts_with("thread '") && line.contains(" panicked at "))
+        || line == "Python function threw an unexpected exception"
 }
 
 impl IsTerminal for OutputTail {
@@ -112,5 +123,23 @@ mod tests {
         );
         assert_eq!(tail.last_line().as_deref(), Some("boom"));
         assert!(tail.0.lock().unwrap().len() <= TAIL_BYTES);
+    }
+
+    /// What componentize-py prints when `decide` raises (as measured with a
+    /// guest raising `ValueError`).
+    #[test]
+    fn a_python_exception_reads_as_itself() {
+        let tail = OutputTail::default();
+        tail.push(
+            b"Traceback (most recent call last):\n  File \"/0/app.py\", line 7, in decide\n\
+              ValueError: no upstream for tenant x\n\n\
+              thread '<unnamed>' (1) panicked at runtime/src/lib.rs:1280:25:\n\
+              Python function threw an unexpected exception\n\
+              note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n",
+        );
+        assert_eq!(
+            tail.last_line().as_deref(),
+            Some("ValueError: no upstream for tenant x")
+        );
     }
 }
