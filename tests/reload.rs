@@ -398,6 +398,9 @@ async fn a_config_written_in_place_is_read_once_the_writer_closes_it() {
         .find("policies = [\"router\"]")
         .expect("the route's chain");
     let (head, tail) = text.split_at(cut);
+    // The finished file differs from the first, so reading it is a reload.
+    let tail = format!("{tail}\n# edited in place\n");
+    let reloaded = fx.reloads("success").await;
 
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -417,9 +420,19 @@ async fn a_config_written_in_place_is_read_once_the_writer_closes_it() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert_eq!(fx.reloads("success").await, reloaded, "read while open");
     file.write_all(tail.as_bytes()).unwrap();
     drop(file);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Closed: read and installed (well before the 5 s open-for-write wait).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+    while fx.reloads("success").await == reloaded {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not read once closed: {}",
+            fx.gateway.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(fx.request().await, (200, served.clone()));
     assert_eq!(fx.reloads("error").await, 0, "{}", fx.gateway.logs());
 }

@@ -164,6 +164,7 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
         !third.is_finished(),
         "a third connection is not served while two are open"
     );
+    assert_eq!(upstream.hits(), 0, "nor is its request sent upstream");
     drop(first);
     let answer = tokio::time::timeout(Duration::from_secs(30), third)
         .await

@@ -112,7 +112,6 @@ async fn a_looping_policy_does_not_starve_other_routes() {
         alone.as_secs_f64() * 1e3,
         hammered.as_secs_f64() * 1e3,
     );
-    assert!(loops >= HAMMERS);
     let metrics = gw.admin("/metrics").await;
     assert!(
         metrics
