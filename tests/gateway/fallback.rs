@@ -123,6 +123,12 @@ async fn server_error_falls_back() {
     falls_back_from(Reply::error(500, vec![])).await;
 }
 
+/// The gateway chose the upstream's model name: a 404 is its config's fault.
+#[tokio::test]
+async fn an_upstream_without_the_configured_model_falls_back() {
+    falls_back_from(Reply::error(404, vec![])).await;
+}
+
 #[tokio::test]
 async fn timeout_before_headers_falls_back() {
     falls_back_from(Reply::StallBeforeHeaders).await;

@@ -25,8 +25,9 @@ pub struct Fallback {
     pub timeout: bool,
     /// 429 answers.
     pub rate_limited: bool,
-    /// 5xx answers, connections that broke before the headers, and 401/403
-    /// answers (the upstream refused the gateway's own credentials).
+    /// 5xx answers, connections that broke before the headers, 401/403
+    /// answers (the upstream refused the gateway's own credentials) and 404
+    /// answers (the upstream lacks the model or deployment it is configured with).
     pub server_error: bool,
 }
 
@@ -44,7 +45,9 @@ impl Fallback {
             Failure::Connect => self.connect_error,
             Failure::Timeout => self.timeout,
             Failure::RateLimited(_) => self.rate_limited,
-            Failure::ServerError(_) | Failure::Refused(_) | Failure::Broken => self.server_error,
+            Failure::ServerError(_) | Failure::Refused(_) | Failure::NotFound | Failure::Broken => {
+                self.server_error
+            }
         }
     }
 }
@@ -60,6 +63,10 @@ enum Failure {
     /// rotated, wrong scope). Never the client's fault, so never passed on as
     /// the client's: the client's own key was checked by the gateway.
     Refused(StatusCode),
+    /// 404: the upstream has no such model or deployment. The gateway chose
+    /// the operation and the upstream's model name from its config, so the
+    /// config is wrong, not the client's request.
+    NotFound,
     Broken,
 }
 
@@ -73,7 +80,9 @@ impl Failure {
             },
             // An upstream that refuses the gateway's credentials cannot serve
             // anyone: count it against its health like a server error.
-            Failure::ServerError(_) | Failure::Refused(_) => AttemptOutcome::ServerError,
+            Failure::ServerError(_) | Failure::Refused(_) | Failure::NotFound => {
+                AttemptOutcome::ServerError
+            }
             Failure::Broken => AttemptOutcome::Broken,
         }
     }
@@ -85,6 +94,7 @@ impl Failure {
             Failure::RateLimited(_) => "rate-limited",
             Failure::ServerError(_) => "server-error",
             Failure::Refused(_) => "refused",
+            Failure::NotFound => "not-found",
             Failure::Broken => "broken",
         }
     }
@@ -178,6 +188,8 @@ pub async fn execute(attempt: Attempt<'_>) -> Result<Committed, GatewayError> {
                     Failure::ServerError(status)
                 } else if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
                     Failure::Refused(status)
+                } else if status == StatusCode::NOT_FOUND {
+                    Failure::NotFound
                 } else {
                     let (parts, mut body) = response.into_parts();
                     match tokio::time::timeout_at(deadline, body.frame()).await {
@@ -281,6 +293,9 @@ fn exhausted(snapshot: &Snapshot, failures: &[(usize, Failure)]) -> GatewayError
         Failure::Refused(status) => format!(
             "{name} refused the gateway's credentials ({}); check its key or token",
             status.as_u16()
+        ),
+        Failure::NotFound => format!(
+            "{name} answered 404: it has no such model or deployment; check its models in the config"
         ),
         Failure::Broken => format!("the connection to {name} broke"),
     };
