@@ -377,6 +377,45 @@ async fn a_file_changed_during_start_up_is_reloaded() {
     }
 }
 
+/// A reload builds every upstream's adapter anew, but one still reaching the
+/// same origin keeps its pooled connections: reloads do not reconnect.
+#[tokio::test]
+async fn a_reload_keeps_the_upstream_connections() {
+    let upstream = Upstream::always(Reply::completion("gpt-4o", 1, 1)).await;
+    let toml = format!(
+        r#"
+[[upstream]]
+name = "openai"
+provider = "openai"
+endpoint = "{}"
+api_key_env = "RELOAD_TEST_KEY"
+models = {{ "gpt-4o" = {{}} }}
+"#,
+        upstream.url()
+    );
+    let gw = support::TestGateway::start(&toml, &[("RELOAD_TEST_KEY", "sk")]).await;
+    let ask = || async {
+        let res = support::client()
+            .post(format!("{}/v1/chat/completions", gw.url()))
+            .json(&support::chat("gpt-4o"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        res.bytes().await.unwrap();
+    };
+    for _ in 0..3 {
+        ask().await;
+    }
+    assert_eq!(upstream.connections(), 1);
+    for _ in 0..3 {
+        gw.server.reload().await.unwrap();
+        ask().await;
+    }
+    assert_eq!(upstream.connections(), 1, "reloads reconnected");
+    assert_eq!(upstream.hits(), 6);
+}
+
 /// A config rewritten in place by a writer that stalls mid-file (an `scp` on a
 /// slow link) is not read until the writer closes it: the first half here is a
 /// valid config whose route has lost its policies, and installing it would

@@ -139,6 +139,7 @@ pub struct Upstream {
     /// Its address.
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Recorded>>>,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -148,14 +149,17 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let script: Arc<Script> = Arc::new(script);
         let task = tokio::spawn({
             let received = received.clone();
+            let accepted = accepted.clone();
             async move {
                 loop {
                     let Ok((stream, _)) = listener.accept().await else {
                         continue;
                     };
+                    accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let received = received.clone();
                     let script = script.clone();
                     tokio::spawn(async move {
@@ -171,6 +175,7 @@ impl Upstream {
         Upstream {
             addr,
             received,
+            accepted,
             task,
         }
     }
@@ -188,6 +193,11 @@ impl Upstream {
     /// Requests received so far.
     pub fn received(&self) -> Vec<Recorded> {
         self.received.lock().unwrap().clone()
+    }
+
+    /// How many connections it accepted.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// How many requests were received.

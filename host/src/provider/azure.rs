@@ -82,6 +82,14 @@ impl AzureAdapter {
         })
     }
 
+    pub(crate) fn client(&self) -> &UpstreamClient {
+        &self.client
+    }
+
+    pub(crate) fn client_mut(&mut self) -> &mut UpstreamClient {
+        &mut self.client
+    }
+
     pub(crate) fn endpoint(&self) -> &Endpoint {
         &self.endpoint
     }

@@ -88,6 +88,11 @@ impl Endpoint {
     pub(crate) fn is_https(&self) -> bool {
         self.https
     }
+
+    /// `scheme://host[:port]`: what a connection to the endpoint reaches.
+    pub(crate) fn origin(&self) -> &str {
+        &self.origin
+    }
 }
 
 /// The full URL of each [`Operation`] below one fixed prefix (e.g. `/v1/`),

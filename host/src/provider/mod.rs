@@ -195,6 +195,47 @@ impl ProviderAdapter {
         }
     }
 
+    /// Takes over `previous`'s pooled connections when both reach the same
+    /// origin with the same client options, so that a reload, which builds
+    /// every adapter anew, does not reconnect to every upstream.
+    pub fn keep_connections_of(&mut self, previous: &ProviderAdapter) {
+        let same_origin = self.origin().is_some() && self.origin() == previous.origin();
+        if let (true, Some(old)) = (same_origin, previous.client())
+            && let Some(client) = self.client_mut()
+            && client.options() == old.options()
+        {
+            *client = old.clone();
+        }
+    }
+
+    /// `scheme://host[:port]` of the upstream (none for the simulated provider).
+    fn origin(&self) -> Option<&str> {
+        match self {
+            ProviderAdapter::Openai(a) => Some(a.endpoint().origin()),
+            ProviderAdapter::Azure(a) => Some(a.endpoint().origin()),
+            ProviderAdapter::Bedrock(a) => Some(a.endpoint().origin()),
+            ProviderAdapter::Mock(_) => None,
+        }
+    }
+
+    fn client(&self) -> Option<&UpstreamClient> {
+        match self {
+            ProviderAdapter::Openai(a) => Some(a.client()),
+            ProviderAdapter::Azure(a) => Some(a.client()),
+            ProviderAdapter::Bedrock(a) => Some(a.client()),
+            ProviderAdapter::Mock(_) => None,
+        }
+    }
+
+    fn client_mut(&mut self) -> Option<&mut UpstreamClient> {
+        match self {
+            ProviderAdapter::Openai(a) => Some(a.client_mut()),
+            ProviderAdapter::Azure(a) => Some(a.client_mut()),
+            ProviderAdapter::Bedrock(a) => Some(a.client_mut()),
+            ProviderAdapter::Mock(_) => None,
+        }
+    }
+
     /// The upstream's `host[:port]` (`mock` for the simulated provider), for
     /// messages such as [`AttemptError::timeout`].
     pub fn host(&self) -> &str {

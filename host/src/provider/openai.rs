@@ -58,6 +58,14 @@ impl OpenAiAdapter {
         })
     }
 
+    pub(crate) fn client(&self) -> &UpstreamClient {
+        &self.client
+    }
+
+    pub(crate) fn client_mut(&mut self) -> &mut UpstreamClient {
+        &mut self.client
+    }
+
     pub(crate) fn endpoint(&self) -> &Endpoint {
         &self.endpoint
     }

@@ -109,13 +109,19 @@ impl SnapshotBuilder<'_> {
                 .as_ref()
                 .and_then(|m| m.simulates)
                 .unwrap_or(up.provider);
-            let adapter =
+            let mut adapter =
                 ProviderAdapter::from_config(up, &config.server, self.env).map_err(|source| {
                     SnapshotError::Upstream {
                         upstream: up.name.clone(),
                         source,
                     }
                 })?;
+            let before = self
+                .previous
+                .and_then(|previous| previous.upstreams.iter().find(|old| *old.name == *up.name));
+            if let Some(old) = before {
+                adapter.keep_connections_of(&old.adapter);
+            }
             for (model, serving) in &up.models {
                 let upstream_model = serving.upstream_model(model).to_string();
                 offers.push(Offer {
