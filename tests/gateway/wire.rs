@@ -239,3 +239,57 @@ models = {{ "sim" = {{}} }}
         Some("Bearer sk-openai")
     );
 }
+
+/// Bedrock's OpenAI-compatible API has chat completions only: a Bedrock
+/// upstream is never tried for embeddings, and a model only Bedrock serves
+/// has no embeddings at all.
+#[tokio::test]
+async fn bedrock_upstreams_are_not_candidates_for_embeddings() {
+    let embedding = Reply::Json {
+        status: 200,
+        headers: vec![],
+        body: r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1]}],"model":"m","usage":{"prompt_tokens":1,"total_tokens":1}}"#.into(),
+    };
+    let bedrock = Upstream::always(embedding.clone()).await;
+    let openai = Upstream::always(embedding).await;
+    let toml = format!(
+        r#"
+[[upstream]]
+name = "bedrock-us"
+provider = "bedrock"
+region = "us-east-1"
+endpoint = "{}"
+auth = "api-key"
+api_key_env = "BEDROCK_KEY"
+models = {{ "shared" = {{ model_id = "m" }}, "bedrock-only" = {{ model_id = "m" }} }}
+
+[[upstream]]
+name = "openai"
+provider = "openai"
+endpoint = "{}"
+api_key_env = "OPENAI_KEY"
+models = {{ "shared" = {{ model = "m" }} }}
+"#,
+        bedrock.url(),
+        openai.url()
+    );
+    let env = [("BEDROCK_KEY", "br"), ("OPENAI_KEY", "sk")];
+    let gw = TestGateway::start(&toml, &env).await;
+    let embed = |model: &str| {
+        client()
+            .post(format!("{}/v1/embeddings", gw.url()))
+            .json(&serde_json::json!({"model": model, "input": "hello"}))
+            .send()
+    };
+    let res = embed("shared").await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-switchyard-upstream"], "openai");
+    assert_eq!(res.headers()["x-switchyard-attempts"], "1");
+    assert_eq!(openai.received()[0].uri, "/v1/embeddings");
+
+    let res = embed("bedrock-only").await.unwrap();
+    assert_eq!(res.status(), 404);
+    let json: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(json["error"]["code"], "model_not_found", "{json}");
+    assert_eq!(bedrock.hits(), 0, "Bedrock was sent an embeddings request");
+}

@@ -162,16 +162,28 @@ impl Gateway {
         ctx.route = Some(route_index);
         let route = &snapshot.routes[route_index];
 
-        let servings = snapshot
+        let all = snapshot
             .models
             .get(view.model())
             .map(Vec::as_slice)
             .unwrap_or_default();
+        let serves = |s: &Serving| snapshot.upstreams[s.upstream].adapter.serves(operation);
+        let some: Vec<Serving>;
+        let servings = if all.iter().all(serves) {
+            all
+        } else {
+            some = all.iter().filter(|s| serves(s)).cloned().collect();
+            &some
+        };
         if servings.is_empty() {
             return Err(GatewayError::new(
                 StatusCode::NOT_FOUND,
                 "model_not_found",
-                format!("no upstream serves model {:?}", view.model()),
+                format!(
+                    "no upstream serves model {:?} for {}",
+                    view.model(),
+                    operation.path()
+                ),
             ));
         }
 

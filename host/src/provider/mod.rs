@@ -185,6 +185,16 @@ impl ProviderAdapter {
         }
     }
 
+    /// Whether the provider offers `operation`. Bedrock's OpenAI-compatible
+    /// API has chat completions only, so its upstreams are never candidates
+    /// for embeddings.
+    pub fn serves(&self, operation: Operation) -> bool {
+        !matches!(
+            (self, operation),
+            (ProviderAdapter::Bedrock(_), Operation::Embeddings)
+        )
+    }
+
     /// The provider kind.
     pub fn kind(&self) -> ProviderKind {
         match self {
