@@ -123,6 +123,21 @@ async fn server_error_falls_back() {
     falls_back_from(Reply::error(500, vec![])).await;
 }
 
+/// A failed answer's body is read (never passed on) so its connection is
+/// kept: a run of 429s costs no reconnects.
+#[tokio::test]
+async fn failed_answers_keep_their_connection() {
+    let bad = Upstream::always(Reply::error(429, vec![])).await;
+    let good = Upstream::always(Reply::completion("gpt-4o", 10, 5)).await;
+    let gw = gateway(&bad.url(), &good.url()).await;
+    for _ in 0..3 {
+        let answer = ask(&gw).await;
+        assert_eq!((answer.status, answer.attempts.as_str()), (200, "2"));
+    }
+    assert_eq!(bad.hits(), 3);
+    assert_eq!(bad.connections(), 1, "each 429 cost a connection");
+}
+
 /// The gateway chose the upstream's model name: a 404 is its config's fault.
 #[tokio::test]
 async fn an_upstream_without_the_configured_model_falls_back() {

@@ -100,6 +100,42 @@ impl Failure {
     }
 }
 
+/// The failure an upstream's answer reports, if it is one the gateway does
+/// not pass on: 429, 5xx, 401/403 and 404.
+fn failed_answer(response: &http::Response<UpstreamBody>) -> Option<Failure> {
+    let status = response.status();
+    Some(match status {
+        StatusCode::TOO_MANY_REQUESTS => Failure::RateLimited(retry_after(response.headers())),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Failure::Refused(status),
+        StatusCode::NOT_FOUND => Failure::NotFound,
+        _ if status.is_server_error() => Failure::ServerError(status),
+        _ => return None,
+    })
+}
+
+/// Most of a failed answer's body read to keep its connection.
+const DISCARD_BYTES: usize = 64 * 1024;
+/// Longest wait for the rest of a failed answer's body.
+const DISCARD_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Reads a failed answer's body to its end (it is never passed on) so its
+/// HTTP/1.1 connection goes back to the pool, and a burst of 429s costs no
+/// reconnects. Past [`DISCARD_BYTES`] or [`DISCARD_WAIT`] it gives up, and the
+/// connection is closed instead.
+async fn discard(mut body: UpstreamBody) {
+    let read = async {
+        let mut left = DISCARD_BYTES;
+        while let Some(Ok(frame)) = body.frame().await {
+            let len = frame.data_ref().map_or(0, Bytes::len);
+            let Some(rest) = left.checked_sub(len) else {
+                return;
+            };
+            left = rest;
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_WAIT, read).await;
+}
+
 /// An upstream response the gateway committed to: its first frame has been read.
 pub struct Committed {
     /// Index of the serving target in the plan.
@@ -182,14 +218,9 @@ pub async fn execute(attempt: Attempt<'_>) -> Result<Committed, GatewayError> {
             Ok(Ok(response)) => {
                 let status = response.status();
                 upstream.health.observe_headers(response.headers());
-                if status == StatusCode::TOO_MANY_REQUESTS {
-                    Failure::RateLimited(retry_after(response.headers()))
-                } else if status.is_server_error() {
-                    Failure::ServerError(status)
-                } else if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
-                    Failure::Refused(status)
-                } else if status == StatusCode::NOT_FOUND {
-                    Failure::NotFound
+                if let Some(failure) = failed_answer(&response) {
+                    discard(response.into_body()).await;
+                    failure
                 } else {
                     let (parts, mut body) = response.into_parts();
                     match tokio::time::timeout_at(deadline, body.frame()).await {
