@@ -154,7 +154,7 @@ impl ProviderAdapter {
             ),
             ..ClientOptions::default()
         };
-        Ok(match up.provider {
+        let adapter = match up.provider {
             ProviderKind::Openai => {
                 ProviderAdapter::Openai(openai::OpenAiAdapter::from_config(up, options, env)?)
             }
@@ -167,7 +167,16 @@ impl ProviderAdapter {
             ProviderKind::Mock => {
                 ProviderAdapter::Mock(mock::MockAdapter::new(up.mock.clone().unwrap_or_default()))
             }
-        })
+        };
+        let cleartext = adapter.origin().is_some_and(|o| o.starts_with("http://"));
+        if cleartext && up.effective_auth() != UpstreamAuth::None && !is_loopback(adapter.host()) {
+            tracing::warn!(
+                upstream = %up.name,
+                host = adapter.host(),
+                "plain http to a host that is not loopback: this upstream's credentials cross the network unencrypted"
+            );
+        }
+        Ok(adapter)
     }
 
     /// Sends one attempt. Returns once the response headers arrive, with any
@@ -258,6 +267,18 @@ impl ProviderAdapter {
     }
 }
 
+/// Whether `host[:port]` names this machine (`localhost` or a loopback address).
+fn is_loopback(host_port: &str) -> bool {
+    let host = match host_port.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The config name of an authentication, for messages.
 fn auth_name(auth: UpstreamAuth) -> &'static str {
     match auth {
@@ -297,6 +318,27 @@ mod tests {
     use crate::config::MockConfig;
 
     fn is_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        for host in [
+            "127.0.0.1:8080",
+            "localhost",
+            "LOCALHOST:1",
+            "[::1]:443",
+            "127.9.9.9",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in [
+            "10.0.0.1:80",
+            "api.openai.com",
+            "[2001:db8::1]:80",
+            "localhost.evil.com",
+        ] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
     fn is_shareable<T: Send + Sync + 'static>() {}
 
     #[tokio::test]

@@ -55,7 +55,11 @@ impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             connect_timeout: Duration::from_secs(2),
-            pool_idle_timeout: Duration::from_secs(90),
+            // Under the 60 s idle timeout of common load balancers (AWS ALB's
+            // default among them), so the gateway, not the far end, closes
+            // an idle connection, and a request is never written onto one
+            // the far end is closing.
+            pool_idle_timeout: Duration::from_secs(55),
             pool_max_idle_per_host: 256,
             tcp_keepalive: Some(Duration::from_secs(30)),
             http2_keep_alive_interval: Some(Duration::from_secs(30)),
