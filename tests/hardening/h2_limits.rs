@@ -94,6 +94,15 @@ async fn connect(gw: &Gateway) -> (TcpStream, Vec<(u16, u32)>) {
 
 /// Reads frames until `wait` passes or the connection closes: (type, flags, stream, payload).
 async fn read_frames(stream: &mut TcpStream, wait: Duration) -> Vec<(u8, u8, u32, Vec<u8>)> {
+    read_frames_until(stream, wait, |_| false).await
+}
+
+/// Like [`read_frames`], stopping early after the first frame `last` accepts.
+async fn read_frames_until(
+    stream: &mut TcpStream,
+    wait: Duration,
+    last: impl Fn(&(u8, u8, u32, Vec<u8>)) -> bool,
+) -> Vec<(u8, u8, u32, Vec<u8>)> {
     let mut frames = Vec::new();
     let _ = tokio::time::timeout(wait, async {
         loop {
@@ -107,8 +116,9 @@ async fn read_frames(stream: &mut TcpStream, wait: Duration) -> Vec<(u8, u8, u32
                 return;
             }
             let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-            let done = head[3] == GOAWAY;
-            frames.push((head[3], head[4], id, payload));
+            let frame = (head[3], head[4], id, payload);
+            let done = frame.0 == GOAWAY || last(&frame);
+            frames.push(frame);
             if done {
                 return;
             }
@@ -201,11 +211,11 @@ async fn streams_beyond_the_limit_are_refused() {
         open.extend(frame(HEADERS, END_HEADERS, id, &block));
     }
     stream.write_all(&open).await.unwrap();
-    let frames = read_frames(&mut stream, Duration::from_secs(2)).await;
-    let refused: Vec<_> = frames
-        .iter()
-        .filter(|(k, _, id, p)| *k == RST_STREAM && *id == 5 && p == &7u32.to_be_bytes())
-        .collect();
+    let is_refusal = |(k, _, id, p): &(u8, u8, u32, Vec<u8>)| {
+        *k == RST_STREAM && *id == 5 && p == &7u32.to_be_bytes()
+    };
+    let frames = read_frames_until(&mut stream, Duration::from_secs(10), is_refusal).await;
+    let refused: Vec<_> = frames.iter().filter(|f| is_refusal(f)).collect();
     assert_eq!(refused.len(), 1, "stream 5 gets REFUSED_STREAM: {frames:?}");
     gw.assert_serves("gpt-4o").await;
 }

@@ -267,7 +267,9 @@ async fn idle_connections_expire() {
     use std::sync::atomic::Ordering;
     let (addr, connections) = counting_server(SMALL_OK, false).await;
     let client = UpstreamClient::new(ClientOptions {
-        pool_idle_timeout: Duration::from_millis(100),
+        // Long enough that a busy machine's pause between the first two
+        // requests does not expire the connection.
+        pool_idle_timeout: Duration::from_secs(1),
         ..ClientOptions::default()
     });
     let url = format!("http://{addr}/v1/x");
@@ -276,7 +278,7 @@ async fn idle_connections_expire() {
         response.into_body().collect().await.unwrap();
     }
     assert_eq!(connections.load(Ordering::SeqCst), 1, "reused while fresh");
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let response = client.send(post(&url)).await.unwrap();
     response.into_body().collect().await.unwrap();
     assert_eq!(
