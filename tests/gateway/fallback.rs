@@ -139,9 +139,27 @@ async fn failed_answers_keep_their_connection() {
 }
 
 /// The gateway chose the upstream's model name: a 404 is its config's fault.
+/// It falls back, but leaves the upstream's health (shared by its other
+/// models) as it was.
 #[tokio::test]
 async fn an_upstream_without_the_configured_model_falls_back() {
     falls_back_from(Reply::error(404, vec![])).await;
+
+    let bad = Upstream::always(Reply::error(404, vec![])).await;
+    let good = Upstream::always(Reply::completion("gpt-4o", 10, 5)).await;
+    let gw = gateway(&bad.url(), &good.url()).await;
+    for _ in 0..5 {
+        let answer = ask(&gw).await;
+        assert_eq!((answer.status, answer.attempts.as_str()), (200, "2"));
+    }
+    let upstreams = gw.admin_json("/admin/upstreams").await;
+    let first = upstreams["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "first")
+        .unwrap();
+    assert_eq!(first["health"], "healthy", "{first}");
 }
 
 #[tokio::test]

@@ -65,7 +65,8 @@ enum Failure {
     Refused(StatusCode),
     /// 404: the upstream has no such model or deployment. The gateway chose
     /// the operation and the upstream's model name from its config, so the
-    /// config is wrong, not the client's request.
+    /// config is wrong, not the client's request. Not counted against the
+    /// upstream's health: its other models may be fine.
     NotFound,
     Broken,
 }
@@ -80,9 +81,10 @@ impl Failure {
             },
             // An upstream that refuses the gateway's credentials cannot serve
             // anyone: count it against its health like a server error.
-            Failure::ServerError(_) | Failure::Refused(_) | Failure::NotFound => {
-                AttemptOutcome::ServerError
-            }
+            Failure::ServerError(_) | Failure::Refused(_) => AttemptOutcome::ServerError,
+            // One missing model says nothing of the upstream's other models,
+            // and health is kept per upstream.
+            Failure::NotFound => AttemptOutcome::ClientError,
             Failure::Broken => AttemptOutcome::Broken,
         }
     }
@@ -121,8 +123,13 @@ const DISCARD_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 /// Reads a failed answer's body to its end (it is never passed on) so its
 /// HTTP/1.1 connection goes back to the pool, and a burst of 429s costs no
 /// reconnects. Past [`DISCARD_BYTES`] or [`DISCARD_WAIT`] it gives up, and the
-/// connection is closed instead.
-async fn discard(mut body: UpstreamBody) {
+/// connection is closed instead. An h2 answer is dropped at once: that resets
+/// only its own stream.
+async fn discard(response: http::Response<UpstreamBody>) {
+    if response.version() == http::Version::HTTP_2 {
+        return;
+    }
+    let mut body = response.into_body();
     let read = async {
         let mut left = DISCARD_BYTES;
         while let Some(Ok(frame)) = body.frame().await {
@@ -219,7 +226,7 @@ pub async fn execute(attempt: Attempt<'_>) -> Result<Committed, GatewayError> {
                 let status = response.status();
                 upstream.health.observe_headers(response.headers());
                 if let Some(failure) = failed_answer(&response) {
-                    discard(response.into_body()).await;
+                    discard(response).await;
                     failure
                 } else {
                     let (parts, mut body) = response.into_parts();

@@ -21,6 +21,7 @@ pub mod response;
 pub mod route;
 pub mod stream;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -167,14 +168,14 @@ impl Gateway {
             .get(view.model())
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let serves = |s: &Serving| snapshot.upstreams[s.upstream].adapter.serves(operation);
-        let some: Vec<Serving>;
-        let servings = if all.iter().all(serves) {
-            all
+        // Only embeddings ever leave some out, so chat requests copy nothing.
+        let serves = |s: &Serving| snapshot.upstreams[s.upstream].serves(operation);
+        let servings: Cow<'_, [Serving]> = if all.iter().all(serves) {
+            Cow::Borrowed(all)
         } else {
-            some = all.iter().filter(|s| serves(s)).cloned().collect();
-            &some
+            Cow::Owned(all.iter().filter(|s| serves(s)).cloned().collect())
         };
+        let servings = &*servings;
         if servings.is_empty() {
             return Err(GatewayError::new(
                 StatusCode::NOT_FOUND,

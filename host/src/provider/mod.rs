@@ -168,15 +168,15 @@ impl ProviderAdapter {
                 ProviderAdapter::Mock(mock::MockAdapter::new(up.mock.clone().unwrap_or_default()))
             }
         };
-        let cleartext = adapter.origin().is_some_and(|o| o.starts_with("http://"));
-        if cleartext && up.effective_auth() != UpstreamAuth::None && !is_loopback(adapter.host()) {
-            tracing::warn!(
-                upstream = %up.name,
-                host = adapter.host(),
-                "plain http to a host that is not loopback: this upstream's credentials cross the network unencrypted"
-            );
-        }
         Ok(adapter)
+    }
+
+    /// Whether `up`'s credentials would cross the network unencrypted: plain
+    /// http to a host that is not this machine. It may be a deliberate private
+    /// hop, so the snapshot builder warns rather than refuses.
+    pub fn sends_credentials_in_clear(&self, up: &UpstreamConfig) -> bool {
+        let cleartext = self.origin().is_some_and(|o| o.starts_with("http://"));
+        cleartext && up.effective_auth() != UpstreamAuth::None && !is_loopback(self.host())
     }
 
     /// Sends one attempt. Returns once the response headers arrive, with any
@@ -194,16 +194,6 @@ impl ProviderAdapter {
         }
     }
 
-    /// Whether the provider offers `operation`. Bedrock's OpenAI-compatible
-    /// API has chat completions only, so its upstreams are never candidates
-    /// for embeddings.
-    pub fn serves(&self, operation: Operation) -> bool {
-        !matches!(
-            (self, operation),
-            (ProviderAdapter::Bedrock(_), Operation::Embeddings)
-        )
-    }
-
     /// The provider kind.
     pub fn kind(&self) -> ProviderKind {
         match self {
@@ -216,15 +206,18 @@ impl ProviderAdapter {
 
     /// Takes over `previous`'s pooled connections when both reach the same
     /// origin with the same client options, so that a reload, which builds
-    /// every adapter anew, does not reconnect to every upstream.
-    pub fn keep_connections_of(&mut self, previous: &ProviderAdapter) {
+    /// every adapter anew, does not reconnect to every upstream. Returns
+    /// whether it did.
+    pub fn keep_connections_of(&mut self, previous: &ProviderAdapter) -> bool {
         let same_origin = self.origin().is_some() && self.origin() == previous.origin();
         if let (true, Some(old)) = (same_origin, previous.client())
             && let Some(client) = self.client_mut()
             && client.options() == old.options()
         {
             *client = old.clone();
+            return true;
         }
+        false
     }
 
     /// `scheme://host[:port]` of the upstream (none for the simulated provider).

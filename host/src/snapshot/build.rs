@@ -119,8 +119,14 @@ impl SnapshotBuilder<'_> {
             let before = self
                 .previous
                 .and_then(|previous| previous.upstreams.iter().find(|old| *old.name == *up.name));
-            if let Some(old) = before {
-                adapter.keep_connections_of(&old.adapter);
+            let kept = before.is_some_and(|old| adapter.keep_connections_of(&old.adapter));
+            // Said once per upstream and origin, not on every reload.
+            if !kept && adapter.sends_credentials_in_clear(up) {
+                tracing::warn!(
+                    upstream = %up.name,
+                    host = adapter.host(),
+                    "plain http to a host that is not loopback: this upstream's credentials cross the network unencrypted"
+                );
             }
             for (model, serving) in &up.models {
                 let upstream_model = serving.upstream_model(model).to_string();

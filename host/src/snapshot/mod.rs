@@ -24,7 +24,7 @@ use crate::gateway::route::Route;
 use crate::policy::types::ProviderKind as PolicyProviderKind;
 use crate::policy::types::{Candidate, Health, LiveState};
 use crate::policy::{Catalog, Policy};
-use crate::provider::ProviderAdapter;
+use crate::provider::{Operation, ProviderAdapter};
 use crate::upstream::health::{HealthState, UpstreamHealth};
 
 /// A validated config with its policies loaded.
@@ -101,6 +101,14 @@ pub struct LoadedPolicy {
     pub source: PathBuf,
     /// When this version was first loaded.
     pub loaded_at: SystemTime,
+}
+
+impl UpstreamEntry {
+    /// Whether the upstream offers `operation`. Bedrock's OpenAI-compatible
+    /// API (and so a mock simulating Bedrock) has chat completions only.
+    pub fn serves(&self, operation: Operation) -> bool {
+        !(self.provider == ProviderKind::Bedrock && operation == Operation::Embeddings)
+    }
 }
 
 impl Snapshot {

@@ -37,7 +37,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct ClientOptions {
     /// Time allowed to establish a connection: DNS, TCP and TLS together.
     pub connect_timeout: Duration,
-    /// Idle pooled connections are closed after this long.
+    /// Idle HTTP/1.1 connections are closed after this long (and h2
+    /// connections opened for a burst are closed once idle; see `Pool::prune`).
     pub pool_idle_timeout: Duration,
     /// Most idle HTTP/1.1 connections kept (one client serves one upstream).
     pub pool_max_idle_per_host: usize,
@@ -200,6 +201,13 @@ impl UpstreamClient {
 
     /// Opens a connection to `uri`'s host and starts its task.
     async fn connect(&self, uri: &Uri) -> Result<Checkout, AttemptError> {
+        let opened = self.open(uri).await;
+        // Whatever came of it, another request may open the next one.
+        self.pool.h2_connect_done();
+        opened
+    }
+
+    async fn open(&self, uri: &Uri) -> Result<Checkout, AttemptError> {
         let connect_failed = |err: &(dyn std::error::Error + 'static)| {
             AttemptError::from_client(&host_label(uri), true, err)
         };

@@ -35,6 +35,8 @@ pub(crate) struct Pool {
     max_idle: usize,
     idle_timeout: Duration,
     max_h2_streams: usize,
+    /// Set while a request opens another h2 connection because all were full.
+    h2_connecting: AtomicBool,
     reaper_started: AtomicBool,
 }
 
@@ -69,6 +71,7 @@ impl Pool {
             max_idle,
             idle_timeout,
             max_h2_streams: max_h2_streams.max(1),
+            h2_connecting: AtomicBool::new(false),
             reaper_started: AtomicBool::new(false),
         }
     }
@@ -112,17 +115,36 @@ impl Pool {
     }
 
     /// A place on the first open h2 connection with room for one more request.
-    /// `None` when there is none: the caller opens another connection.
+    /// `None` when there is none: the caller opens another connection, and
+    /// calls [`Pool::h2_connect_done`] when it is done.
+    ///
+    /// When every connection is full, only one request opens another; the
+    /// requests that come meanwhile go on the least loaded connection (hyper
+    /// holds them until the server allows another stream) rather than each
+    /// opening a connection of its own.
     pub(crate) fn take_h2(&self) -> Option<(H2Sender, StreamSlot)> {
         let mut shared = lock(&self.shared);
         shared.retain(|connection| !connection.sender.is_closed());
         // Counted under the lock, so two takers cannot both fill the last place.
-        let connection = shared
+        let with_room = shared
             .iter()
-            .find(|c| c.streams.load(Ordering::Relaxed) < self.max_h2_streams)?;
+            .find(|c| c.streams.load(Ordering::Relaxed) < self.max_h2_streams);
+        let connection = match with_room {
+            Some(connection) => connection,
+            None if shared.is_empty() => return None,
+            None if !self.h2_connecting.swap(true, Ordering::AcqRel) => return None,
+            None => shared
+                .iter()
+                .min_by_key(|c| c.streams.load(Ordering::Relaxed))?,
+        };
         connection.streams.fetch_add(1, Ordering::Relaxed);
         let slot = StreamSlot(connection.streams.clone());
         Some((connection.sender.clone(), slot))
+    }
+
+    /// Ends the connect [`Pool::take_h2`] left to its caller, opened or not.
+    pub(crate) fn h2_connect_done(&self) {
+        self.h2_connecting.store(false, Ordering::Release);
     }
 
     /// Shares a new h2 connection; the returned place on it is the caller's.
@@ -141,18 +163,20 @@ impl Pool {
     }
 
     /// Closes the HTTP/1.1 connections idle longer than the timeout, and the
-    /// h2 connections beyond the first that carry nothing (opened for a burst).
+    /// h2 connections after the first that carry nothing (opened for a burst).
+    /// The first h2 connection stays however long it is idle: h2 keep-alive
+    /// pings keep it usable, and the server closes it when it wants to.
     pub(crate) fn prune(&self) {
         let now = Instant::now();
         lock(&self.idle).retain(|entry| {
             !entry.sender.is_closed() && now.duration_since(entry.since) < self.idle_timeout
         });
-        let mut first = true;
-        lock(&self.shared).retain(|connection| {
-            let keep = !connection.sender.is_closed()
-                && (first || connection.streams.load(Ordering::Relaxed) > 0);
-            first &= !keep;
-            keep
+        let mut shared = lock(&self.shared);
+        shared.retain(|connection| !connection.sender.is_closed());
+        let mut index = 0;
+        shared.retain(|connection| {
+            index += 1;
+            index == 1 || connection.streams.load(Ordering::Relaxed) > 0
         });
     }
 
@@ -294,9 +318,16 @@ mod tests {
         let (a, _peer_a) = h2_sender().await;
         let first = pool.add_h2(a);
         let (_, second) = pool.take_h2().expect("room for a second request");
-        assert!(pool.take_h2().is_none(), "full at two");
+        assert!(
+            pool.take_h2().is_none(),
+            "full at two: this caller connects"
+        );
+        // While it connects, others wait on the full connection instead.
+        let (_, queued) = pool.take_h2().expect("one connect at a time");
+        drop(queued);
         let (b, _peer_b) = h2_sender().await;
         let on_b = pool.add_h2(b);
+        pool.h2_connect_done();
         drop(second);
         let (_, again) = pool.take_h2().expect("a freed place is offered again");
         drop((first, again, on_b));
