@@ -1,6 +1,7 @@
 //! AWS Bedrock through its OpenAI-compatible endpoint:
-//! `POST {endpoint}/openai/v1/chat/completions` (or `/openai/v1/embeddings`), the
-//! endpoint defaulting to `https://bedrock-runtime.{region}.amazonaws.com`.
+//! `POST {endpoint}/openai/v1/chat/completions`, the endpoint defaulting to
+//! `https://bedrock-runtime.{region}.amazonaws.com`. That API has no embeddings:
+//! a Bedrock upstream is never a candidate for them (`UpstreamEntry::serves`).
 //!
 //! Authentication is a Bedrock API key (`Authorization: Bearer <key>`) or SigV4
 //! (service `bedrock`, the configured region, credentials from `AWS_ACCESS_KEY_ID`,

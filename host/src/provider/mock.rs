@@ -5,8 +5,10 @@
 //! `stream_chunks` chunks `chunk_interval_ms` apart ending with a `usage` chunk and
 //! `data: [DONE]`, or an embedding list.
 //!
-//! Every answer is labelled: the header `x-switchyard-simulated: true` and
-//! `"system_fingerprint": "switchyard-mock"` in the body. Prompt tokens are
+//! Every answer is labelled: `"system_fingerprint": "switchyard-mock"` in the
+//! body, and the gateway adds `x-switchyard-simulated: true` to the answers it
+//! passes on (it drops every `x-switchyard-*` header an upstream sends, so the
+//! adapter cannot set it). Prompt tokens are
 //! estimated as body bytes / 4; completion tokens are `completion_tokens`.
 
 use std::collections::VecDeque;
@@ -76,7 +78,7 @@ impl MockAdapter {
             Operation::ChatCompletions if call.streaming => {
                 let stream = SimulatedStream::new(c, call.upstream_model, prompt_tokens);
                 let mut response = Response::new(stream.boxed());
-                labelled(&mut response, "text/event-stream");
+                with_content_type(&mut response, "text/event-stream");
                 response
             }
             Operation::ChatCompletions => json_response(completion(
@@ -88,10 +90,8 @@ impl MockAdapter {
     }
 }
 
-/// Sets the content type. The gateway labels the answer as simulated
-/// (`x-switchyard-simulated`), since it drops any `x-switchyard-*` header an
-/// upstream sends.
-fn labelled(response: &mut Response<UpstreamBody>, content_type: &'static str) {
+/// Sets the content type (the gateway adds the simulated label).
+fn with_content_type(response: &mut Response<UpstreamBody>, content_type: &'static str) {
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
 }
@@ -104,7 +104,7 @@ fn full(bytes: impl Into<Bytes>) -> UpstreamBody {
 
 fn json_response(body: Value) -> Response<UpstreamBody> {
     let mut response = Response::new(full(body.to_string()));
-    labelled(&mut response, "application/json");
+    with_content_type(&mut response, "application/json");
     response
 }
 

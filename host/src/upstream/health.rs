@@ -14,7 +14,8 @@
 //! - **cooling-down**: a 429 put the upstream into cooldown for its `retry-after`
 //!   (or [`HealthSettings::rate_limit_cooldown`] when it named none);
 //! - **unhealthy**: [`HealthSettings::failure_threshold`] consecutive failures
-//!   (connect error, timeout, 5xx, broken connection) started a cooldown of
+//!   (connect error, timeout, 5xx, the gateway's own credentials refused with
+//!   401/403, broken connection) started a cooldown of
 //!   [`HealthSettings::unhealthy_cooldown`], doubling on each further trip up to
 //!   [`HealthSettings::max_unhealthy_cooldown`];
 //! - **degraded**: on probation after an unhealthy cooldown ran out (the next attempt
@@ -24,8 +25,10 @@
 //!   above it;
 //! - **healthy** otherwise.
 //!
-//! A success (or a 4xx other than 429, which says the upstream works) ends a
-//! failure streak and an unhealthy cooldown. A rate-limit cooldown is the
+//! A success (or a 4xx other than 429, 401 and 403, which says the upstream
+//! works; a 404 for a missing model counts so too, since health is kept per
+//! upstream and its other models may be fine) ends a failure streak and an
+//! unhealthy cooldown. A rate-limit cooldown is the
 //! provider's own instruction and runs its course.
 //!
 //! The registry outlives config reloads, so an upstream keeps its history when a
@@ -47,7 +50,8 @@ pub use super::retry_after::{
 pub enum AttemptOutcome {
     /// A 2xx/3xx answer.
     Success,
-    /// A 4xx other than 429: the request was at fault, the upstream is fine.
+    /// A 4xx other than 429, 401 and 403: the upstream works (the request, or
+    /// for a 404 one model's config, was at fault).
     ClientError,
     /// A 429, with the wait the upstream asked for.
     RateLimited {

@@ -6,7 +6,7 @@
 //! - Every other candidate follows, in candidate order, whatever its health.
 //! - Nothing is dropped; no candidates gives an empty plan (503 `no_route`).
 //! - The gateway moves on to the next target after a connect error, a timeout,
-//!   a 429 or a 5xx.
+//!   a 429, a 5xx, or a 401/403/404 (see `retry-on` in the WIT).
 
 use switchyard_policy::{
     Candidate, Decision, Policy, ProviderKind, Request, RetryOn, export_policy,

@@ -8,7 +8,7 @@
 //!   request is rejected: 403 `residency_violation`.
 //! - Every other request passes through untouched, in the same order.
 //! - No candidates at all is not a residency question: the plan is empty (503 `no_route`).
-//! - The gateway moves on after a connect error, a timeout, a 429 or a 5xx.
+//! - The gateway moves on after a connect error, a timeout, a 429, a 5xx, or a 401/403/404 (see `retry-on` in the WIT).
 
 use switchyard_policy::{Candidate, Decision, Policy, Request, RetryOn, export_policy, host};
 

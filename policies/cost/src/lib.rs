@@ -9,7 +9,7 @@
 //! - Candidates are ordered by price, cheapest first; equal prices keep candidate order.
 //! - The reason names the cheapest target and its price, e.g.
 //!   `cheapest: bedrock-us at $0.003310`.
-//! - The gateway moves on after a connect error, a timeout, a 429 or a 5xx.
+//! - The gateway moves on after a connect error, a timeout, a 429, a 5xx, or a 401/403/404 (see `retry-on` in the WIT).
 
 use core::fmt;
 
