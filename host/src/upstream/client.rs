@@ -201,10 +201,8 @@ impl UpstreamClient {
 
     /// Opens a connection to `uri`'s host and starts its task.
     async fn connect(&self, uri: &Uri) -> Result<Checkout, AttemptError> {
-        let opened = self.open(uri).await;
-        // Whatever came of it, another request may open the next one.
-        self.pool.h2_connect_done();
-        opened
+        let _connecting = self.pool.connecting();
+        self.open(uri).await
     }
 
     async fn open(&self, uri: &Uri) -> Result<Checkout, AttemptError> {

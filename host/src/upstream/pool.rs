@@ -46,6 +46,15 @@ struct SharedH2 {
     streams: Arc<AtomicUsize>,
 }
 
+/// See [`Pool::connecting`].
+pub(crate) struct Connecting<'a>(&'a Pool);
+
+impl Drop for Connecting<'_> {
+    fn drop(&mut self) {
+        self.0.h2_connecting.store(false, Ordering::Release);
+    }
+}
+
 /// One request's place on a shared h2 connection, freed when dropped.
 pub(crate) struct StreamSlot(Arc<AtomicUsize>);
 
@@ -115,8 +124,8 @@ impl Pool {
     }
 
     /// A place on the first open h2 connection with room for one more request.
-    /// `None` when there is none: the caller opens another connection, and
-    /// calls [`Pool::h2_connect_done`] when it is done.
+    /// `None` when there is none: the caller opens another connection, holding
+    /// a [`Pool::connecting`] guard while it does.
     ///
     /// When every connection is full, only one request opens another; the
     /// requests that come meanwhile go on the least loaded connection (hyper
@@ -142,9 +151,11 @@ impl Pool {
         Some((connection.sender.clone(), slot))
     }
 
-    /// Ends the connect [`Pool::take_h2`] left to its caller, opened or not.
-    pub(crate) fn h2_connect_done(&self) {
-        self.h2_connecting.store(false, Ordering::Release);
+    /// Held while a connection is opened; dropping it (opened, failed, or the
+    /// request cancelled, e.g. by its timeout) lets the next request that
+    /// finds every h2 connection full open another.
+    pub(crate) fn connecting(&self) -> Connecting<'_> {
+        Connecting(self)
     }
 
     /// Shares a new h2 connection; the returned place on it is the caller's.
@@ -325,9 +336,15 @@ mod tests {
         // While it connects, others wait on the full connection instead.
         let (_, queued) = pool.take_h2().expect("one connect at a time");
         drop(queued);
+        // That connect is cancelled (its request timed out): the next may connect.
+        drop(pool.connecting());
+        assert!(
+            pool.take_h2().is_none(),
+            "a cancelled connect is not waited for"
+        );
         let (b, _peer_b) = h2_sender().await;
         let on_b = pool.add_h2(b);
-        pool.h2_connect_done();
+        drop(pool.connecting());
         drop(second);
         let (_, again) = pool.take_h2().expect("a freed place is offered again");
         drop((first, again, on_b));
