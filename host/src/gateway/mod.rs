@@ -36,6 +36,7 @@ use self::outcome::{Ending, OutcomeSink, PendingOutcome};
 use self::request_view::{BodyError, RequestView, read_bounded};
 use self::response::{GatewayBody, GatewayError, Stamp, stamp, strip_upstream_headers};
 use crate::admin::Metrics;
+use crate::config::ProviderKind;
 use crate::policy::types::{CREDENTIAL_HEADERS, Headers, Request as PolicyRequest, RetryOn};
 use crate::policy::{ChainOutcome, Policy, PolicyErrorKind, StageObserver};
 use crate::provider::Operation;
@@ -350,7 +351,7 @@ impl RequestContext {
                 .and_then(|i| self.snapshot.routes[i].chain.stamp()),
             upstream: upstream.and_then(|u| u.stamp.as_ref()),
             attempts: self.attempts,
-            simulated: upstream.is_some_and(|u| u.simulated),
+            simulated: upstream.is_some_and(|u| u.adapter.kind() == ProviderKind::Mock),
         }
     }
 

@@ -11,6 +11,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 
 use super::stream::ResponseStream;
+use crate::provider::wire::connection_tokens;
 
 /// Name of the header naming the upstream that served the response.
 pub const UPSTREAM_HEADER: HeaderName = HeaderName::from_static("x-switchyard-upstream");
@@ -221,12 +222,8 @@ const UPSTREAM_ONLY: [&str; 3] = ["openai-organization", "openai-project", "set-
 /// ([`UPSTREAM_ONLY`]), and any `x-switchyard-*` header, which only the
 /// gateway itself may set.
 pub fn strip_upstream_headers(headers: &mut HeaderMap) {
-    let mut named: Vec<HeaderName> = headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+    let mut named: Vec<HeaderName> = connection_tokens(&headers.get_all(http::header::CONNECTION))
+        .filter_map(|name| HeaderName::try_from(name).ok())
         .collect();
     named.extend(
         headers

@@ -17,7 +17,7 @@ mod endpoint;
 pub mod mock;
 pub mod openai;
 mod secret;
-mod wire;
+pub(crate) mod wire;
 
 use bytes::Bytes;
 use http::{HeaderMap, Response};
@@ -154,7 +154,7 @@ impl ProviderAdapter {
             ),
             ..ClientOptions::default()
         };
-        let adapter = match up.provider {
+        Ok(match up.provider {
             ProviderKind::Openai => {
                 ProviderAdapter::Openai(openai::OpenAiAdapter::from_config(up, options, env)?)
             }
@@ -167,8 +167,7 @@ impl ProviderAdapter {
             ProviderKind::Mock => {
                 ProviderAdapter::Mock(mock::MockAdapter::new(up.mock.clone().unwrap_or_default()))
             }
-        };
-        Ok(adapter)
+        })
     }
 
     /// Whether `up`'s credentials would cross the network unencrypted: plain

@@ -54,14 +54,22 @@ fn forwardable(name: &HeaderName) -> bool {
         && !NEVER_FORWARDED_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
-/// Whether the client's `Connection` header lists `name`: such a header
-/// describes the client's own hop and goes no further (RFC 9110 §7.6.1).
-fn named_by_connection(connection: &GetAll<'_, HeaderValue>, name: &HeaderName) -> bool {
+/// The header names a message's `Connection` header lists (its values as
+/// `headers.get_all(CONNECTION)`): those headers describe one hop and go no
+/// further, in either direction (RFC 9110 §7.6.1).
+pub(crate) fn connection_tokens<'a>(
+    connection: &GetAll<'a, HeaderValue>,
+) -> impl Iterator<Item = &'a str> {
     connection
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
+        .map(str::trim)
+}
+
+/// Whether the client's `Connection` header lists `name`.
+fn named_by_connection(connection: &GetAll<'_, HeaderValue>, name: &HeaderName) -> bool {
+    connection_tokens(connection).any(|token| token.eq_ignore_ascii_case(name.as_str()))
 }
 
 /// Builds `POST uri` with the call's body and headers, plus `auth` when given.

@@ -10,7 +10,7 @@ use http::HeaderValue;
 use sha2::{Digest, Sha256};
 
 use super::{LoadedPolicy, Serving, Snapshot, UpstreamEntry};
-use crate::config::{Config, ConfigError, PolicyConfig, ProviderKind};
+use crate::config::{Config, ConfigError, PolicyConfig};
 use crate::gateway::auth::ClientKeys;
 use crate::gateway::route::{Route, RouteError};
 use crate::policy::cases::{CaseFile, canary, run_cases};
@@ -152,7 +152,6 @@ impl SnapshotBuilder<'_> {
                 name: up.name.as_str().into(),
                 stamp: HeaderValue::from_str(&up.name).ok(),
                 provider,
-                simulated: up.provider == ProviderKind::Mock,
                 adapter,
                 health: self.health.get_or_create(&up.name),
                 first_byte_timeout: Duration::from_millis(

@@ -57,8 +57,6 @@ pub struct UpstreamEntry {
     pub stamp: Option<HeaderValue>,
     /// Provider kind policies see (a mock's `simulates` kind).
     pub provider: ProviderKind,
-    /// Whether this is a simulated (mock) upstream, whose answers are labelled.
-    pub simulated: bool,
     /// Builds and sends the provider's wire requests.
     pub adapter: ProviderAdapter,
     /// Live health, shared across snapshots.
