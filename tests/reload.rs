@@ -1,6 +1,7 @@
 //! Hot reload through the real binary: policy files swapped under steady traffic
-//! in every way files really change (and garbage that must be refused), and
-//! config edits taking effect without a restart.
+//! in every way files really change (and garbage that must be refused), config
+//! edits taking effect without a restart, and rotated upstream credentials
+//! (`credentials`).
 //!
 //! `measure` holds ignored tests that print reload and restart timings
 //! (`bench/reload/measure.sh` runs them); no test here asserts on time.
@@ -8,6 +9,7 @@
 mod support;
 
 mod reload {
+    pub mod credentials;
     pub mod fixture;
     pub mod measure;
     pub mod patterns;

@@ -1,7 +1,7 @@
 //! The exact wire shape each provider sends: method, path and query, auth
 //! headers, forwarded and dropped headers, body bytes.
 
-use switchyard::provider::{Operation, ProviderConfigError};
+use switchyard::provider::{Operation, ProviderConfigError, SecretOrigin};
 
 use super::support::{Call, Reply, Upstream, adapter, env, try_adapter};
 
@@ -192,6 +192,35 @@ async fn azure_entra_sends_a_bearer_token_only() {
 }
 
 #[tokio::test]
+async fn azure_entra_token_from_a_file() {
+    let upstream = Upstream::start(Reply::ok_json()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("entra-token");
+    std::fs::write(&token, "entra-token-from-file\n").unwrap();
+    let cfg = format!(
+        "name = \"az\"\nprovider = \"azure-openai\"\nendpoint = \"{}\"\nauth = \"entra\"\napi_key_file = \"{}\"\nmodels = {{ \"gpt-4o\" = {{ deployment = \"gpt4o-prod\" }} }}",
+        upstream.url(),
+        token.display()
+    );
+    // No environment at all: the token comes from the file alone.
+    let az = adapter(&cfg, &env(&[]));
+    call_with_client_headers("gpt4o-prod").fetch(&az).await;
+    let rec = upstream.only();
+    assert_eq!(
+        rec.header("authorization"),
+        Some("Bearer entra-token-from-file")
+    );
+    assert!(rec.headers.iter().all(|(name, _)| name != "api-key"));
+
+    std::fs::remove_file(&token).unwrap();
+    let err = try_adapter(&cfg, &env(&[])).unwrap_err();
+    assert!(
+        matches!(err, ProviderConfigError::UnreadableSecret { from: SecretOrigin::File(ref path), .. } if *path == token),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn azure_v1_style_has_no_deployment_path_or_api_version() {
     let upstream = Upstream::start(Reply::ok_json()).await;
     let env = env(&[("AZ_KEY", "azure-key-123")]);
@@ -285,7 +314,7 @@ fn missing_or_bad_keys_name_the_variable_never_the_value() {
     ]);
     let err = try_adapter(sigv4, &bad_token).unwrap_err();
     assert!(
-        matches!(err, ProviderConfigError::InvalidSecret { ref variable } if variable == "AWS_SESSION_TOKEN"),
+        matches!(err, ProviderConfigError::InvalidSecret { from: SecretOrigin::Env(ref variable) } if variable == "AWS_SESSION_TOKEN"),
         "{err}"
     );
     assert!(!err.to_string().contains("canary"), "{err}");

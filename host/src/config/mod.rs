@@ -195,11 +195,14 @@ impl ProviderKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum UpstreamAuth {
-    /// The provider's API key from `api_key_env` (OpenAI and Bedrock: bearer; Azure: `api-key`).
+    /// The provider's API key from `api_key_env` or `api_key_file` (OpenAI and
+    /// Bedrock: bearer; Azure: `api-key`).
     ApiKey,
-    /// Azure: a Microsoft Entra token from `api_key_env`, sent as a bearer token.
+    /// Azure: a Microsoft Entra token from `api_key_env` or `api_key_file`, sent
+    /// as a bearer token.
     Entra,
-    /// Bedrock: AWS SigV4 with credentials from the standard AWS environment variables.
+    /// Bedrock: AWS SigV4 with credentials from the standard AWS environment
+    /// variables or `aws_credentials_file`.
     Sigv4,
     /// No credentials (mock upstreams, private endpoints).
     None,
@@ -228,6 +231,16 @@ pub struct UpstreamConfig {
     pub endpoint: Option<String>,
     /// Environment variable holding the API key or token.
     pub api_key_env: Option<String>,
+    /// File holding the API key or token instead (relative to the config
+    /// file), re-read whenever it changes: for keys and Entra tokens that are
+    /// rotated while the gateway runs.
+    pub api_key_file: Option<PathBuf>,
+    /// Bedrock SigV4: an AWS shared credentials file to read the credentials
+    /// from instead of the `AWS_*` variables (relative to the config file),
+    /// re-read whenever it changes.
+    pub aws_credentials_file: Option<PathBuf>,
+    /// The profile of `aws_credentials_file` (default `default`).
+    pub aws_profile: Option<String>,
     /// How to authenticate; defaults to `api-key` (or `none` for mock).
     pub auth: Option<UpstreamAuth>,
     /// Azure `api-version` query parameter.
@@ -475,6 +488,11 @@ impl Config {
             .cache_dir
             .take()
             .and_then(|dir| config.resolve_cache_dir(dir));
+        for up in &mut config.upstreams {
+            for file in [&mut up.api_key_file, &mut up.aws_credentials_file] {
+                *file = file.take().map(|path| resolve_against(source, path));
+            }
+        }
         validate::check(&config, text, source)?;
         Ok(config)
     }
@@ -513,11 +531,27 @@ impl Config {
         Some(self.resolve_path(&dir))
     }
 
+    /// The credential files the upstreams name (already resolved), which the
+    /// file watch follows like the config itself.
+    pub fn credential_files(&self) -> impl Iterator<Item = &Path> {
+        self.upstreams.iter().flat_map(|up| {
+            [&up.api_key_file, &up.aws_credentials_file]
+                .into_iter()
+                .flatten()
+                .map(PathBuf::as_path)
+        })
+    }
+
     /// Resolves a path from the config against the config file's directory.
     pub fn resolve_path(&self, path: &Path) -> PathBuf {
-        match self.source.as_deref().and_then(Path::parent) {
-            Some(dir) if path.is_relative() => dir.join(path),
-            _ => path.to_path_buf(),
-        }
+        resolve_against(self.source.as_deref(), path.to_path_buf())
+    }
+}
+
+/// `path`, when relative, joined to the directory of the config file `source`.
+fn resolve_against(source: Option<&Path>, path: PathBuf) -> PathBuf {
+    match source.and_then(Path::parent) {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path,
     }
 }

@@ -259,15 +259,18 @@ fn check_upstreams(c: &Checker, upstreams: &[UpstreamConfig]) -> Result<(), Conf
                     "entra is only for azure-openai upstreams",
                 ));
             }
-            (_, UpstreamAuth::ApiKey | UpstreamAuth::Entra) if up.api_key_env.is_none() => {
+            (_, UpstreamAuth::ApiKey | UpstreamAuth::Entra)
+                if up.api_key_env.is_none() && up.api_key_file.is_none() =>
+            {
                 return Err(c.fail(
                     up.line,
                     at("api_key_env"),
-                    "name the environment variable that holds the key",
+                    "name the environment variable (or with api_key_file, the file) that holds the key",
                 ));
             }
             _ => {}
         }
+        check_credential_sources(c, up, auth)?;
         match (&up.mock, up.provider) {
             (Some(_), p) if p != ProviderKind::Mock => {
                 return Err(c.fail(
@@ -288,6 +291,45 @@ fn check_upstreams(c: &Checker, upstreams: &[UpstreamConfig]) -> Result<(), Conf
             }
             _ => {}
         }
+    }
+    Ok(())
+}
+
+/// Each credential key names one source, and only where `auth` reads it.
+fn check_credential_sources(
+    c: &Checker,
+    up: &UpstreamConfig,
+    auth: UpstreamAuth,
+) -> Result<(), ConfigError> {
+    let at = |field: &str| format!("upstream \"{}\".{field}", up.name);
+    let keyed = matches!(auth, UpstreamAuth::ApiKey | UpstreamAuth::Entra);
+    if up.api_key_file.is_some() && up.api_key_env.is_some() {
+        return Err(c.fail(
+            up.line,
+            at("api_key_file"),
+            "name the key's environment variable or its file, not both",
+        ));
+    }
+    if up.api_key_file.is_some() && !keyed {
+        return Err(c.fail(
+            up.line,
+            at("api_key_file"),
+            "only auth = \"api-key\" or \"entra\" reads a key file",
+        ));
+    }
+    if up.aws_credentials_file.is_some() && auth != UpstreamAuth::Sigv4 {
+        return Err(c.fail(
+            up.line,
+            at("aws_credentials_file"),
+            "only auth = \"sigv4\" reads AWS credentials",
+        ));
+    }
+    if up.aws_profile.is_some() && up.aws_credentials_file.is_none() {
+        return Err(c.fail(
+            up.line,
+            at("aws_profile"),
+            "a profile is read from aws_credentials_file; name the file too",
+        ));
     }
     Ok(())
 }
@@ -551,5 +593,45 @@ models = { "gpt-4o" = {} }
 "#;
         let err = Config::parse(toml, None).unwrap_err();
         assert!(err.to_string().contains("api_key_env"), "{err}");
+    }
+
+    #[test]
+    fn credential_files_are_resolved_and_used_only_where_read() {
+        let parse = |fields: &str| {
+            let toml = format!(
+                "[[upstream]]\nname = \"u\"\nregion = \"eu-central-1\"\n{fields}\nmodels = {{ \"m\" = {{}} }}\n"
+            );
+            Config::parse(&toml, Some(Path::new("/etc/switchyard/gw.toml")))
+        };
+        let config = parse("provider = \"azure-openai\"\nendpoint = \"https://a\"\nauth = \"entra\"\napi_key_file = \"tokens/entra\"").unwrap();
+        assert_eq!(
+            config.upstreams[0].api_key_file.as_deref(),
+            Some(Path::new("/etc/switchyard/tokens/entra"))
+        );
+        let config = parse("provider = \"bedrock\"\nauth = \"sigv4\"\naws_credentials_file = \"/run/aws/credentials\"\naws_profile = \"gw\"").unwrap();
+        let files: Vec<&Path> = config.credential_files().collect();
+        assert_eq!(files, [Path::new("/run/aws/credentials")]);
+
+        for (fields, key) in [
+            (
+                "provider = \"openai\"\napi_key_env = \"K\"\napi_key_file = \"k\"",
+                "api_key_file",
+            ),
+            (
+                "provider = \"bedrock\"\nauth = \"sigv4\"\napi_key_file = \"k\"",
+                "api_key_file",
+            ),
+            (
+                "provider = \"openai\"\napi_key_env = \"K\"\naws_credentials_file = \"c\"",
+                "aws_credentials_file",
+            ),
+            (
+                "provider = \"bedrock\"\nauth = \"sigv4\"\naws_profile = \"gw\"",
+                "aws_profile",
+            ),
+        ] {
+            let err = parse(fields).unwrap_err().to_string();
+            assert!(err.contains(key), "{fields}: {err}");
+        }
     }
 }

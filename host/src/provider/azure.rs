@@ -11,9 +11,9 @@
 use http::{HeaderName, Response};
 
 use super::endpoint::{Endpoint, encode_component};
-use super::secret::{AuthHeader, Secret};
+use super::secret::AuthHeader;
 use super::{
-    ProviderConfigError, UpstreamBody, UpstreamCall, auth_name, client_for, key_variable, wire,
+    ProviderConfigError, UpstreamBody, UpstreamCall, auth_name, client_for, read_key, wire,
 };
 use crate::config::{AzureApiStyle, UpstreamAuth, UpstreamConfig};
 use crate::upstream::{AttemptError, ClientOptions, UpstreamClient};
@@ -51,19 +51,12 @@ impl AzureAdapter {
         let auth = match up.effective_auth() {
             UpstreamAuth::None => None,
             UpstreamAuth::ApiKey => {
-                let variable = key_variable(up, UpstreamAuth::ApiKey)?;
-                Some(AuthHeader::plain(
-                    API_KEY,
-                    &Secret::from_env(env, variable)?,
-                    variable,
-                )?)
+                let (key, origin) = read_key(up, UpstreamAuth::ApiKey, env)?;
+                Some(AuthHeader::plain(API_KEY, &key, &origin)?)
             }
             UpstreamAuth::Entra => {
-                let variable = key_variable(up, UpstreamAuth::Entra)?;
-                Some(AuthHeader::bearer(
-                    &Secret::from_env(env, variable)?,
-                    variable,
-                )?)
+                let (key, origin) = read_key(up, UpstreamAuth::Entra, env)?;
+                Some(AuthHeader::bearer(&key, &origin)?)
             }
             other => {
                 return Err(ProviderConfigError::UnsupportedAuth {

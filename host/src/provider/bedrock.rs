@@ -5,8 +5,10 @@
 //!
 //! Authentication is a Bedrock API key (`Authorization: Bearer <key>`) or SigV4
 //! (service `bedrock`, the configured region, credentials from `AWS_ACCESS_KEY_ID`,
-//! `AWS_SECRET_ACCESS_KEY` and optionally `AWS_SESSION_TOKEN`), signed over the
-//! exact body bytes sent. Model ids such as `openai.gpt-oss-120b-1:0` travel in the
+//! `AWS_SECRET_ACCESS_KEY` and optionally `AWS_SESSION_TOKEN`, or from a profile
+//! of the AWS shared credentials file `aws_credentials_file`, which the file
+//! watch re-reads when a credential helper rewrites it), signed over the exact
+//! body bytes sent. Model ids such as `openai.gpt-oss-120b-1:0` travel in the
 //! body and are never put in the URL.
 
 use std::fmt;
@@ -18,25 +20,21 @@ use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderName, HeaderValue, Request, Response};
+use http::{HeaderName, Request, Response};
 use http_body_util::Full;
 
 use super::endpoint::{Endpoint, OperationUrls};
-use super::secret::{AuthHeader, Secret};
+use super::secret::{AuthHeader, AwsKeys};
 use super::{
-    ProviderConfigError, UpstreamBody, UpstreamCall, auth_name, client_for, key_variable, wire,
+    ProviderConfigError, UpstreamBody, UpstreamCall, auth_name, client_for, read_key, wire,
 };
 use crate::config::{UpstreamAuth, UpstreamConfig};
 use crate::upstream::{AttemptError, ClientOptions, UpstreamClient};
 
 /// The SigV4 service name of Bedrock.
 pub const SIGNING_SERVICE: &str = "bedrock";
-/// Environment variable holding the AWS access key id.
-pub const ACCESS_KEY_ID_ENV: &str = "AWS_ACCESS_KEY_ID";
-/// Environment variable holding the AWS secret access key.
-pub const SECRET_ACCESS_KEY_ENV: &str = "AWS_SECRET_ACCESS_KEY";
-/// Environment variable holding an optional AWS session token.
-pub const SESSION_TOKEN_ENV: &str = "AWS_SESSION_TOKEN";
+/// The profile of `aws_credentials_file` read when the config names none.
+pub const DEFAULT_PROFILE: &str = "default";
 
 const SECURITY_TOKEN: HeaderName = HeaderName::from_static("x-amz-security-token");
 
@@ -96,38 +94,26 @@ impl BedrockAdapter {
         let auth = match up.effective_auth() {
             UpstreamAuth::None => BedrockAuth::None,
             UpstreamAuth::ApiKey => {
-                let variable = key_variable(up, UpstreamAuth::ApiKey)?;
-                BedrockAuth::Bearer(AuthHeader::bearer(
-                    &Secret::from_env(env, variable)?,
-                    variable,
-                )?)
+                let (key, origin) = read_key(up, UpstreamAuth::ApiKey, env)?;
+                BedrockAuth::Bearer(AuthHeader::bearer(&key, &origin)?)
             }
             UpstreamAuth::Sigv4 => {
                 if !region_ok {
                     return Err(ProviderConfigError::MissingRegion);
                 }
-                let access_key = Secret::from_env(env, ACCESS_KEY_ID_ENV)?;
-                let secret_key = Secret::from_env(env, SECRET_ACCESS_KEY_ENV)?;
-                let token = Secret::from_env(env, SESSION_TOKEN_ENV).ok();
-                // Both travel in headers (`Authorization`, `x-amz-security-token`);
-                // the signer would panic on a value that cannot.
-                let header_safe = |secret: &Secret, variable: &str| {
-                    HeaderValue::from_str(secret.expose())
-                        .map(drop)
-                        .map_err(|_| ProviderConfigError::InvalidSecret {
-                            variable: variable.to_string(),
-                        })
+                let keys = match &up.aws_credentials_file {
+                    Some(file) => AwsKeys::from_file(
+                        file,
+                        up.aws_profile.as_deref().unwrap_or(DEFAULT_PROFILE),
+                    )?,
+                    None => AwsKeys::from_env(env)?,
                 };
-                header_safe(&access_key, ACCESS_KEY_ID_ENV)?;
-                if let Some(token) = &token {
-                    header_safe(token, SESSION_TOKEN_ENV)?;
-                }
                 let credentials = Credentials::new(
-                    access_key.expose(),
-                    secret_key.expose(),
-                    token.as_ref().map(|t| t.expose().to_string()),
+                    keys.access_key_id.expose(),
+                    keys.secret_access_key.expose(),
+                    keys.session_token.as_ref().map(|t| t.expose().to_string()),
                     None,
-                    "environment",
+                    "switchyard",
                 );
                 BedrockAuth::SigV4(SigV4 {
                     identity: credentials.into(),

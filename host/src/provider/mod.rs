@@ -23,7 +23,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Response};
 use http_body_util::combinators::BoxBody;
 
-pub use self::secret::Secret;
+pub use self::secret::{Secret, SecretOrigin};
 use crate::config::{ProviderKind, ServerConfig, UpstreamAuth, UpstreamConfig};
 pub use crate::upstream::{AttemptError, AttemptErrorKind, BodyError, BodyErrorKind, ConnectCause};
 use crate::upstream::{ClientOptions, UpstreamClient};
@@ -71,26 +71,34 @@ pub struct UpstreamCall<'a> {
     pub request_id: &'a str,
 }
 
-/// Why an upstream's adapter could not be built. Messages name environment
-/// variables, never their values.
+/// Why an upstream's adapter could not be built. Messages name where a
+/// credential comes from (variable, file, profile), never its value.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderConfigError {
-    /// The environment variable that should hold a credential is unset or empty.
-    #[error("environment variable {variable} is not set or is empty")]
+    /// The credential's variable or file is unset, missing the key, or empty.
+    #[error("{from} is missing or empty")]
     MissingSecret {
-        /// The variable's name.
-        variable: String,
+        /// Where the credential should come from.
+        from: SecretOrigin,
+    },
+    /// The credential's file cannot be read or parsed.
+    #[error("cannot read {from}: {reason}")]
+    UnreadableSecret {
+        /// The file.
+        from: SecretOrigin,
+        /// The I/O failure or format problem (never the file's contents).
+        reason: String,
     },
     /// The credential holds characters that cannot go into an HTTP header.
-    #[error(
-        "environment variable {variable} holds characters that are not allowed in an HTTP header"
-    )]
+    #[error("{from} holds characters that are not allowed in an HTTP header")]
     InvalidSecret {
-        /// The variable's name.
-        variable: String,
+        /// Where the credential came from.
+        from: SecretOrigin,
     },
-    /// The authentication needs `api_key_env` and the config names none.
-    #[error("auth = \"{auth}\" needs api_key_env, the environment variable holding the key")]
+    /// The authentication needs a key and the config names no source for it.
+    #[error(
+        "auth = \"{auth}\" needs api_key_env (an environment variable) or api_key_file holding the key"
+    )]
     NoKeyVariable {
         /// The authentication.
         auth: &'static str,
@@ -281,14 +289,25 @@ fn auth_name(auth: UpstreamAuth) -> &'static str {
     }
 }
 
-/// The variable named by `api_key_env`, required by `auth`.
-fn key_variable(up: &UpstreamConfig, auth: UpstreamAuth) -> Result<&str, ProviderConfigError> {
-    up.api_key_env
-        .as_deref()
-        .filter(|v| !v.is_empty())
-        .ok_or(ProviderConfigError::NoKeyVariable {
+/// The key or token `auth` needs, from `api_key_file` or else `api_key_env`,
+/// and where it came from.
+fn read_key(
+    up: &UpstreamConfig,
+    auth: UpstreamAuth,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Secret, SecretOrigin), ProviderConfigError> {
+    if let Some(path) = &up.api_key_file {
+        return Ok((Secret::from_file(path)?, SecretOrigin::File(path.clone())));
+    }
+    let variable = up.api_key_env.as_deref().filter(|v| !v.is_empty()).ok_or(
+        ProviderConfigError::NoKeyVariable {
             auth: auth_name(auth),
-        })
+        },
+    )?;
+    Ok((
+        Secret::from_env(env, variable)?,
+        SecretOrigin::Env(variable.to_string()),
+    ))
 }
 
 /// The pooled client for an endpoint, refusing HTTPS when no roots can verify it.

@@ -5,9 +5,9 @@
 use http::Response;
 
 use super::endpoint::{Endpoint, OperationUrls};
-use super::secret::{AuthHeader, Secret};
+use super::secret::AuthHeader;
 use super::{
-    ProviderConfigError, UpstreamBody, UpstreamCall, auth_name, client_for, key_variable, wire,
+    ProviderConfigError, UpstreamBody, UpstreamCall, auth_name, client_for, read_key, wire,
 };
 use crate::config::{UpstreamAuth, UpstreamConfig};
 use crate::upstream::{AttemptError, ClientOptions, UpstreamClient};
@@ -37,11 +37,8 @@ impl OpenAiAdapter {
         let auth = match up.effective_auth() {
             UpstreamAuth::None => None,
             UpstreamAuth::ApiKey => {
-                let variable = key_variable(up, UpstreamAuth::ApiKey)?;
-                Some(AuthHeader::bearer(
-                    &Secret::from_env(env, variable)?,
-                    variable,
-                )?)
+                let (key, origin) = read_key(up, UpstreamAuth::ApiKey, env)?;
+                Some(AuthHeader::bearer(&key, &origin)?)
             }
             other => {
                 return Err(ProviderConfigError::UnsupportedAuth {

@@ -1,11 +1,50 @@
-//! Credentials read from the environment, kept out of Debug output, logs and errors.
+//! Credentials, read from the environment or from files the config names, and
+//! kept out of Debug output, logs and errors. A file is read each time a
+//! snapshot is built; the file watch rebuilds one when a credential file changes,
+//! so rotated keys, tokens and session credentials take effect without a restart.
 
 use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
 
 use super::ProviderConfigError;
+
+/// Largest credential file read. A key or token is a few KiB at most; anything
+/// larger is not one (a wrong path), and is refused before it is read whole.
+const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// Where a credential comes from, as errors and logs name it (never its value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretOrigin {
+    /// An environment variable.
+    Env(String),
+    /// A file holding the credential alone.
+    File(PathBuf),
+    /// One key of a profile in an AWS shared credentials file.
+    AwsProfile {
+        /// The credentials file.
+        file: PathBuf,
+        /// The profile (section).
+        profile: String,
+        /// The key, e.g. `aws_secret_access_key`.
+        key: &'static str,
+    },
+}
+
+impl fmt::Display for SecretOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretOrigin::Env(variable) => write!(f, "environment variable {variable}"),
+            SecretOrigin::File(path) => write!(f, "file {}", path.display()),
+            SecretOrigin::AwsProfile { file, profile, key } => {
+                write!(f, "{key} of profile [{profile}] in {}", file.display())
+            }
+        }
+    }
+}
 
 /// A credential (API key, token, AWS secret). Its `Debug` prints `[redacted]` and
 /// it has no `Display`, so it cannot end up in a log line by accident.
@@ -31,11 +70,23 @@ impl Secret {
         variable: &str,
     ) -> Result<Secret, ProviderConfigError> {
         let value = env(variable).unwrap_or_default();
+        Secret::non_empty(&value, || SecretOrigin::Env(variable.to_string()))
+    }
+
+    /// Reads the credential from `path`: the whole file, surrounding whitespace
+    /// (a trailing newline) trimmed. Errors name the file, never its contents.
+    pub fn from_file(path: &Path) -> Result<Secret, ProviderConfigError> {
+        let text = read_credential_file(path)?;
+        Secret::non_empty(&text, || SecretOrigin::File(path.to_path_buf()))
+    }
+
+    fn non_empty(
+        value: &str,
+        origin: impl FnOnce() -> SecretOrigin,
+    ) -> Result<Secret, ProviderConfigError> {
         let value = value.trim();
         if value.is_empty() {
-            return Err(ProviderConfigError::MissingSecret {
-                variable: variable.to_string(),
-            });
+            return Err(ProviderConfigError::MissingSecret { from: origin() });
         }
         Ok(Secret::new(value))
     }
@@ -43,6 +94,128 @@ impl Secret {
     /// The credential itself. Only for building a request or signing one.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// Refuses a credential that cannot travel in an HTTP header value.
+    pub(crate) fn header_safe(&self, origin: &SecretOrigin) -> Result<(), ProviderConfigError> {
+        HeaderValue::from_str(self.expose()).map(drop).map_err(|_| {
+            ProviderConfigError::InvalidSecret {
+                from: origin.clone(),
+            }
+        })
+    }
+}
+
+/// Reads a credential file of at most [`MAX_SECRET_FILE_BYTES`] as UTF-8.
+/// Errors name the file and the I/O failure, never the contents.
+fn read_credential_file(path: &Path) -> Result<String, ProviderConfigError> {
+    let unreadable = |reason: String| ProviderConfigError::UnreadableSecret {
+        from: SecretOrigin::File(path.to_path_buf()),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| unreadable(e.kind().to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| unreadable(e.kind().to_string()))?;
+    if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(unreadable(format!(
+            "larger than {} KiB: not a credential",
+            MAX_SECRET_FILE_BYTES / 1024
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| unreadable("not UTF-8 text".to_string()))
+}
+
+/// AWS credentials for SigV4: an access key id, a secret access key and an
+/// optional session token (temporary credentials).
+#[derive(Clone)]
+pub(crate) struct AwsKeys {
+    pub(crate) access_key_id: Secret,
+    pub(crate) secret_access_key: Secret,
+    pub(crate) session_token: Option<Secret>,
+}
+
+impl fmt::Debug for AwsKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AwsKeys([redacted])")
+    }
+}
+
+/// The AWS variables and the shared credentials file's keys, in the order
+/// access key id, secret access key, session token.
+const AWS_ENV: [&str; 3] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
+const AWS_FILE_KEYS: [&str; 3] = [
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+];
+
+impl AwsKeys {
+    /// From `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and, if set,
+    /// `AWS_SESSION_TOKEN`.
+    pub(crate) fn from_env(
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<AwsKeys, ProviderConfigError> {
+        let [id, secret, token] = AWS_ENV;
+        let keys = AwsKeys {
+            access_key_id: Secret::from_env(env, id)?,
+            secret_access_key: Secret::from_env(env, secret)?,
+            session_token: Secret::from_env(env, token).ok(),
+        };
+        keys.check(|i| SecretOrigin::Env(AWS_ENV[i].to_string()))?;
+        Ok(keys)
+    }
+
+    /// From profile `profile` of the AWS shared credentials file at `path`
+    /// (the `~/.aws/credentials` format: `[profile]` sections of
+    /// `aws_access_key_id`, `aws_secret_access_key` and an optional
+    /// `aws_session_token`), as credential helpers that refresh temporary
+    /// credentials write it.
+    pub(crate) fn from_file(path: &Path, profile: &str) -> Result<AwsKeys, ProviderConfigError> {
+        let text = read_credential_file(path)?;
+        let origin = |i: usize| SecretOrigin::AwsProfile {
+            file: path.to_path_buf(),
+            profile: profile.to_string(),
+            key: AWS_FILE_KEYS[i],
+        };
+        // Case-sensitive names, as AWS profile names are; no inline comments
+        // (AWS's parsers have none, and a `#` could be part of a value).
+        let mut defaults = configparser::ini::Ini::new_cs().defaults();
+        defaults.enable_inline_comments = false;
+        let mut ini = configparser::ini::Ini::new_from_defaults(defaults);
+        // The parser's message quotes nothing of the file, but a secret's file
+        // is not worth the risk: only the file is named.
+        ini.read(text)
+            .map_err(|_| ProviderConfigError::UnreadableSecret {
+                from: SecretOrigin::File(path.to_path_buf()),
+                reason: "not in the AWS shared credentials format".to_string(),
+            })?;
+        let read = |i: usize| {
+            let value = ini.get(profile, AWS_FILE_KEYS[i]).unwrap_or_default();
+            Secret::non_empty(&value, || origin(i))
+        };
+        let keys = AwsKeys {
+            access_key_id: read(0)?,
+            secret_access_key: read(1)?,
+            session_token: read(2).ok(),
+        };
+        keys.check(origin)?;
+        Ok(keys)
+    }
+
+    /// The key id and the token travel in headers (`Authorization`,
+    /// `x-amz-security-token`); the signer would panic on a value that cannot.
+    fn check(&self, origin: impl Fn(usize) -> SecretOrigin) -> Result<(), ProviderConfigError> {
+        self.access_key_id.header_safe(&origin(0))?;
+        if let Some(token) = &self.session_token {
+            token.header_safe(&origin(2))?;
+        }
+        Ok(())
     }
 }
 
@@ -64,30 +237,30 @@ impl AuthHeader {
     /// `Authorization: Bearer <secret>`.
     pub(crate) fn bearer(
         secret: &Secret,
-        variable: &str,
+        origin: &SecretOrigin,
     ) -> Result<AuthHeader, ProviderConfigError> {
-        AuthHeader::new(http::header::AUTHORIZATION, "Bearer ", secret, variable)
+        AuthHeader::new(http::header::AUTHORIZATION, "Bearer ", secret, origin)
     }
 
     /// `<name>: <secret>`.
     pub(crate) fn plain(
         name: HeaderName,
         secret: &Secret,
-        variable: &str,
+        origin: &SecretOrigin,
     ) -> Result<AuthHeader, ProviderConfigError> {
-        AuthHeader::new(name, "", secret, variable)
+        AuthHeader::new(name, "", secret, origin)
     }
 
     fn new(
         name: HeaderName,
         prefix: &str,
         secret: &Secret,
-        variable: &str,
+        origin: &SecretOrigin,
     ) -> Result<AuthHeader, ProviderConfigError> {
         let mut value =
             HeaderValue::try_from(format!("{prefix}{}", secret.expose())).map_err(|_| {
                 ProviderConfigError::InvalidSecret {
-                    variable: variable.to_string(),
+                    from: origin.clone(),
                 }
             })?;
         value.set_sensitive(true);
@@ -103,7 +276,7 @@ mod tests {
     fn debug_is_redacted() {
         let secret = Secret::new("sk-canary-123");
         assert_eq!(format!("{secret:?}"), "[redacted]");
-        let header = AuthHeader::bearer(&secret, "KEY").unwrap();
+        let header = AuthHeader::bearer(&secret, &SecretOrigin::Env("KEY".into())).unwrap();
         let shown = format!("{header:?}");
         assert!(!shown.contains("canary"), "{shown}");
         assert!(header.value.is_sensitive());
@@ -123,10 +296,73 @@ mod tests {
         assert!(Secret::from_env(&env, "BLANK").is_err());
         assert_eq!(Secret::from_env(&env, "PADDED").unwrap().expose(), "key");
         let bad = Secret::from_env(&env, "NEWLINE").unwrap();
-        let err = AuthHeader::bearer(&bad, "NEWLINE").unwrap_err();
+        let err = AuthHeader::bearer(&bad, &SecretOrigin::Env("NEWLINE".into())).unwrap_err();
         assert!(
             err.to_string().contains("NEWLINE") && !err.to_string().contains("abc"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn files_are_trimmed_and_errors_name_the_file_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, "sk-canary-1\n").unwrap();
+        assert_eq!(Secret::from_file(&key).unwrap().expose(), "sk-canary-1");
+
+        std::fs::write(&key, " \n").unwrap();
+        let err = Secret::from_file(&key).unwrap_err();
+        assert!(matches!(err, ProviderConfigError::MissingSecret { .. }));
+        assert!(err.to_string().contains("key"), "{err}");
+
+        let err = Secret::from_file(&dir.path().join("absent")).unwrap_err();
+        assert!(err.to_string().contains("absent"), "{err}");
+
+        std::fs::write(&key, vec![b'k'; 64 * 1024 + 1]).unwrap();
+        let err = Secret::from_file(&key).unwrap_err();
+        assert!(err.to_string().contains("64 KiB"), "{err}");
+
+        std::fs::write(&key, b"sk-canary-\xff").unwrap();
+        let err = Secret::from_file(&key).unwrap_err();
+        assert!(!err.to_string().contains("canary"), "{err}");
+    }
+
+    #[test]
+    fn aws_credentials_file_profiles() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("credentials");
+        std::fs::write(
+            &file,
+            "# written by a credential helper\n\
+             [default]\n\
+             aws_access_key_id = AKIDDEFAULT\n\
+             aws_secret_access_key = secret#with/hash+\n\n\
+             [Bedrock]\n\
+             aws_access_key_id=AKIDSESSION\n\
+             aws_secret_access_key=sess-secret\n\
+             aws_session_token = tok/en+=\n",
+        )
+        .unwrap();
+        let keys = AwsKeys::from_file(&file, "default").unwrap();
+        assert_eq!(keys.access_key_id.expose(), "AKIDDEFAULT");
+        assert_eq!(keys.secret_access_key.expose(), "secret#with/hash+");
+        assert!(keys.session_token.is_none());
+        let keys = AwsKeys::from_file(&file, "Bedrock").unwrap();
+        assert_eq!(keys.access_key_id.expose(), "AKIDSESSION");
+        assert_eq!(keys.session_token.unwrap().expose(), "tok/en+=");
+        assert_eq!(
+            format!("{:?}", AwsKeys::from_file(&file, "default").unwrap()),
+            "AwsKeys([redacted])"
+        );
+
+        // Profile names are case-sensitive; the error names file, profile and key.
+        let err = AwsKeys::from_file(&file, "bedrock").unwrap_err();
+        let shown = err.to_string();
+        assert!(
+            shown.contains("aws_access_key_id of profile [bedrock]")
+                && shown.contains("credentials"),
+            "{shown}"
+        );
+        assert!(!shown.contains("AKID"), "{shown}");
     }
 }

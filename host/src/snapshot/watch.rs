@@ -1,4 +1,5 @@
-//! Watching the config file and the policy files, and reloading when they change.
+//! Watching the config file, the policy files and the upstreams' credential
+//! files, and reloading when they change.
 //!
 //! Files change in many ways: renamed into place, truncated and rewritten, copied
 //! in several writes, or swapped in through a symlink (the Kubernetes ConfigMap
@@ -372,7 +373,8 @@ impl WatchedFiles {
     }
 }
 
-/// Adds each policy's component and cases file named in `config` to `files`.
+/// Adds each policy's component and cases file, and each upstream's credential
+/// file, named in `config` to `files`.
 fn files_of(config: &Config, files: &mut BTreeSet<PathBuf>) {
     for policy in &config.policies {
         files.insert(config.resolve_path(&policy.file));
@@ -380,6 +382,7 @@ fn files_of(config: &Config, files: &mut BTreeSet<PathBuf>) {
             files.insert(config.resolve_path(tests));
         }
     }
+    files.extend(config.credential_files().map(Path::to_path_buf));
 }
 
 /// Each of `files`' metadata and SHA-256 (none when unreadable); an entry of

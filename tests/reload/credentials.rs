@@ -1,0 +1,239 @@
+//! Rotated credentials: an upstream key in a Kubernetes-style Secret volume and
+//! AWS session credentials rewritten by a credential helper are picked up by the
+//! running gateway, under traffic, without a restart and without a failed
+//! request; a rotation that leaves an unusable file keeps the last good
+//! credentials.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::reload::fixture::{Traffic, sample};
+use crate::support::upstream::{Recorded, Reply, Upstream};
+use crate::support::{BinaryGateway, client};
+
+/// Generous: a reload under load on a busy 2-core machine; never a timing claim.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// An upstream that accepts the credentials `valid` holds (as `credential`
+/// reads them off a request) and answers anything else 401, as a provider does
+/// once a key is revoked.
+async fn upstream_accepting(
+    valid: Arc<Mutex<Vec<String>>>,
+    credential: fn(&Recorded) -> Option<String>,
+) -> Upstream {
+    Upstream::start(move |request| {
+        let shown = credential(request).unwrap_or_default();
+        if valid.lock().unwrap().contains(&shown) {
+            Reply::completion("gpt-4o", 5, 5)
+        } else {
+            Reply::error(401, vec![])
+        }
+    })
+    .await
+}
+
+/// Starts the binary on `config` written to `dir/switchyard.toml`.
+async fn gateway(dir: &Path, config: String) -> BinaryGateway {
+    let path = dir.join("switchyard.toml");
+    std::fs::write(&path, config).unwrap();
+    tokio::task::spawn_blocking(move || BinaryGateway::spawn(&path, &[]))
+        .await
+        .unwrap()
+}
+
+/// Polls until the upstream's last request carried `wanted`.
+async fn wait_for_credential(
+    upstream: &Upstream,
+    gateway: &BinaryGateway,
+    credential: fn(&Recorded) -> Option<String>,
+    wanted: &str,
+) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let last = upstream.received().last().and_then(credential);
+        if last.as_deref() == Some(wanted) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{wanted} never reached the upstream (last: {last:?}); logs:\n{}",
+            gateway.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Once requests that began before the reload are done, revokes the first
+/// credential; from then on every request must carry the new one (a request
+/// with the old one would fail and show in the traffic's failures).
+async fn revoke_old_and_keep_serving(upstream: &Upstream, valid: &Mutex<Vec<String>>) {
+    let wait_hits = |n: usize| {
+        let target = upstream.hits() + n;
+        async move {
+            while upstream.hits() < target {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    wait_hits(20).await;
+    valid.lock().unwrap().remove(0);
+    wait_hits(50).await;
+}
+
+/// `switchyard_policy_reloads_total{result}` (config and file reloads alike).
+async fn reloads(gateway: &BinaryGateway, result: &str) -> u64 {
+    let text = client()
+        .get(format!("{}/metrics", gateway.admin_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    sample(
+        &text,
+        &format!("switchyard_policy_reloads_total{{result=\"{result}\"}}"),
+    ) as u64
+}
+
+/// A Secret volume's layout: `key` → `..data/key`, `..data` → a versioned
+/// directory, swapped atomically for a new one on each rotation.
+fn secret_volume_version(volume: &Path, version: u32, key: &str) {
+    let dir = volume.join(format!("..v{version}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("key"), format!("{key}\n")).unwrap();
+    let link = volume.join("..data_tmp");
+    std::os::unix::fs::symlink(format!("..v{version}"), &link).unwrap();
+    std::fs::rename(&link, volume.join("..data")).unwrap();
+    if !volume.join("key").exists() {
+        std::os::unix::fs::symlink("..data/key", volume.join("key")).unwrap();
+    }
+}
+
+fn bearer(request: &Recorded) -> Option<String> {
+    let value = request.header("authorization")?;
+    Some(value.strip_prefix("Bearer ")?.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_file_is_used_without_a_restart_or_a_failed_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let volume = dir.path().join("secrets");
+    std::fs::create_dir(&volume).unwrap();
+    secret_volume_version(&volume, 1, "sk-first-canary");
+    // As a provider rotating keys: the old and new are both valid for a while.
+    let valid = Arc::new(Mutex::new(vec!["sk-first-canary".to_string()]));
+    let upstream = upstream_accepting(valid.clone(), bearer).await;
+    let config = format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+
+[[upstream]]
+name = "primary"
+provider = "openai"
+endpoint = "{}"
+api_key_file = "secrets/key"
+models = {{ "gpt-4o" = {{}} }}
+"#,
+        upstream.url()
+    );
+    let gateway = gateway(dir.path(), config).await;
+    let traffic = Traffic::start(gateway.url(), 4);
+    wait_for_credential(&upstream, &gateway, bearer, "sk-first-canary").await;
+
+    // The volume briefly holds an empty key: a final reload error, and the
+    // gateway keeps the key it has.
+    let errors = reloads(&gateway, "error").await;
+    secret_volume_version(&volume, 2, "");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while reloads(&gateway, "error").await == errors {
+        assert!(tokio::time::Instant::now() < deadline, "{}", gateway.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    valid.lock().unwrap().push("sk-second-canary".to_string());
+    secret_volume_version(&volume, 3, "sk-second-canary");
+    wait_for_credential(&upstream, &gateway, bearer, "sk-second-canary").await;
+    revoke_old_and_keep_serving(&upstream, &valid).await;
+    let traffic = traffic.stop().await;
+
+    let failures = traffic.failures.lock().unwrap().clone();
+    assert!(failures.is_empty(), "{failures:?}\n{}", gateway.logs());
+    let logs = gateway.logs();
+    assert!(!logs.contains("canary"), "a key reached the log:\n{logs}");
+    assert!(
+        logs.contains("secrets/key"),
+        "the empty file is named:\n{logs}"
+    );
+}
+
+/// The access key id of a SigV4 `Authorization`, and the session token.
+fn aws_identity(request: &Recorded) -> Option<String> {
+    let authorization = request.header("authorization")?;
+    let credential = authorization.split("Credential=").nth(1)?;
+    let key_id = credential.split('/').next()?;
+    let token = request.header("x-amz-security-token").unwrap_or("-");
+    Some(format!("{key_id} {token}"))
+}
+
+/// An AWS shared credentials file as a credential helper writes it: to a
+/// temporary name, then renamed into place.
+fn write_aws_credentials(path: &Path, key_id: &str, token: &str) {
+    let text = format!(
+        "[other]\naws_access_key_id = AKIDOTHER\naws_secret_access_key = other\n\n\
+         [bedrock]\naws_access_key_id = {key_id}\n\
+         aws_secret_access_key = secret-{key_id}\naws_session_token = {token}\n"
+    );
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, text).unwrap();
+    std::fs::rename(&temporary, path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refreshed_aws_session_credentials_are_signed_with_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("aws-credentials");
+    write_aws_credentials(&file, "ASIAFIRST", "token-one");
+    let valid = Arc::new(Mutex::new(vec!["ASIAFIRST token-one".to_string()]));
+    let upstream = upstream_accepting(valid.clone(), aws_identity).await;
+    let config = format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+
+[[upstream]]
+name = "bedrock"
+provider = "bedrock"
+region = "eu-central-1"
+endpoint = "{}"
+auth = "sigv4"
+aws_credentials_file = "{}"
+aws_profile = "bedrock"
+models = {{ "gpt-4o" = {{ model_id = "openai.gpt-oss-120b-1:0" }} }}
+"#,
+        upstream.url(),
+        file.display()
+    );
+    let gateway = gateway(dir.path(), config).await;
+    let traffic = Traffic::start(gateway.url(), 4);
+    wait_for_credential(&upstream, &gateway, aws_identity, "ASIAFIRST token-one").await;
+
+    // The helper refreshes the session: new key id, secret and token together.
+    valid
+        .lock()
+        .unwrap()
+        .push("ASIASECOND token-two".to_string());
+    write_aws_credentials(&file, "ASIASECOND", "token-two");
+    wait_for_credential(&upstream, &gateway, aws_identity, "ASIASECOND token-two").await;
+    revoke_old_and_keep_serving(&upstream, &valid).await;
+    let traffic = traffic.stop().await;
+
+    let failures = traffic.failures.lock().unwrap().clone();
+    assert!(failures.is_empty(), "{failures:?}\n{}", gateway.logs());
+    let logs = gateway.logs();
+    for secret in ["secret-ASIA", "token-one", "token-two"] {
+        assert!(!logs.contains(secret), "{secret} reached the log:\n{logs}");
+    }
+}
