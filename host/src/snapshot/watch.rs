@@ -66,7 +66,7 @@ impl Default for WatchSettings {
     }
 }
 
-/// The config and policy files as they were before the gateway loaded them:
+/// The config, policy and credential files as they were before the gateway loaded them:
 /// what the watch compares against first. Read it before the first snapshot is
 /// built, so that a file changed while that build ran (seconds, for a JS or
 /// Python policy compiled afresh) is seen as changed, not taken for what was
@@ -74,7 +74,7 @@ impl Default for WatchSettings {
 pub struct Baseline(Contents);
 
 impl Baseline {
-    /// Reads `config_path` and the files its policies name. Blocking: a few
+    /// Reads `config_path` and the files its policies and upstreams name. Blocking: a few
     /// files, once, at start-up.
     pub fn read(config_path: &Path) -> Baseline {
         let mut files = BTreeSet::from([config_path.to_path_buf()]);
@@ -86,7 +86,7 @@ impl Baseline {
     }
 }
 
-/// A running watch over the config file and the policy files it names. Dropping
+/// A running watch over the config file and the policy and credential files it names. Dropping
 /// it stops watching.
 pub struct FileWatch {
     task: tokio::task::JoinHandle<()>,
@@ -139,7 +139,7 @@ impl FileWatch {
         tracing::info!(
             files = files.files.len(),
             directories = files.dirs.len(),
-            "watching the config and policy files for changes"
+            "watching the config, policy and credential files for changes"
         );
         let task = tokio::spawn(watch(files, seen, events, settings, reload));
         Ok(FileWatch { task })
@@ -174,7 +174,7 @@ async fn watch<R, F>(
             files.refresh();
             continue;
         }
-        tracing::info!("config or policy files changed: reloading");
+        tracing::info!("config, policy or credential files changed: reloading");
         let mut deadline = Instant::now() + settings.grace;
         let mut waiting = false;
         loop {
@@ -295,8 +295,9 @@ fn lexical(path: &Path) -> PathBuf {
 }
 
 impl WatchedFiles {
-    /// Recomputes the files (the config, and each policy's component and cases
-    /// in the installed config and in the config on disk) and watches their
+    /// Recomputes the files (the config, each policy's component and cases and
+    /// each upstream's credential file, in the installed config and in the
+    /// config on disk) and watches their
     /// directories and their symlink targets' directories.
     fn refresh(&mut self) {
         let installed = self.gateway.snapshot();
