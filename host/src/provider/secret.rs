@@ -113,6 +113,12 @@ fn read_credential_file(path: &Path) -> Result<String, ProviderConfigError> {
         from: SecretOrigin::File(path.to_path_buf()),
         reason,
     };
+    // A FIFO or device would block the snapshot build (or never end): only
+    // regular files (through symlinks, as Secret volumes lay them out).
+    let metadata = std::fs::metadata(path).map_err(|e| unreadable(e.kind().to_string()))?;
+    if !metadata.is_file() {
+        return Err(unreadable("not a regular file".to_string()));
+    }
     let file = std::fs::File::open(path).map_err(|e| unreadable(e.kind().to_string()))?;
     let mut bytes = Vec::new();
     file.take(MAX_SECRET_FILE_BYTES + 1)
@@ -317,6 +323,15 @@ mod tests {
 
         let err = Secret::from_file(&dir.path().join("absent")).unwrap_err();
         assert!(err.to_string().contains("absent"), "{err}");
+        let err = Secret::from_file(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        // A FIFO with no writer would block the read for good.
+        let fifo = dir.path().join("fifo");
+        let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `name` is a NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        let err = Secret::from_file(&fifo).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
 
         std::fs::write(&key, vec![b'k'; 64 * 1024 + 1]).unwrap();
         let err = Secret::from_file(&key).unwrap_err();
