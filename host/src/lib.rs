@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod config;
 pub mod deadline;
+pub mod files;
 pub mod gateway;
 pub mod guests;
 pub mod policy;

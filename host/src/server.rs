@@ -235,6 +235,7 @@ impl crate::admin::AdminState for Server {
                 "error": report.result.err(),
                 "policy": report.policy,
                 "restart_required": report.restart_required,
+                "stale_credentials": report.stale_credentials,
                 "at": http_date(report.at),
             })),
         })
@@ -259,6 +260,7 @@ impl crate::admin::AdminState for Server {
                     "cooldown_remaining_ms": view.cooldown_remaining_ms,
                     "ratelimit_remaining_requests": view.ratelimit_remaining_requests,
                     "ratelimit_remaining_tokens": view.ratelimit_remaining_tokens,
+                    "stale_credentials": upstream.stale_credentials,
                 })
             })
             .collect();
@@ -275,6 +277,7 @@ impl crate::admin::AdminState for Server {
                     "result": "success",
                     "generation": reloaded.generation,
                     "restart_required": reloaded.restart_required,
+                    "stale_credentials": reloaded.stale_credentials,
                 })),
                 Err(err) => Err(err.to_string()),
             }

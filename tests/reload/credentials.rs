@@ -2,7 +2,8 @@
 //! AWS session credentials rewritten by a credential helper are picked up by the
 //! running gateway, under traffic, without a restart and without a failed
 //! request; a rotation that leaves an unusable file keeps the last good
-//! credentials.
+//! credentials for that upstream without holding back any other change; and a
+//! new token is not held back by the failures its expired predecessor caused.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -116,14 +117,79 @@ fn bearer(request: &Recorded) -> Option<String> {
     Some(value.strip_prefix("Bearer ")?.to_string())
 }
 
+/// `GET /admin/upstreams`' entry for `name`.
+async fn upstream_view(gateway: &BinaryGateway, name: &str) -> serde_json::Value {
+    let view: serde_json::Value = client()
+        .get(format!("{}/admin/upstreams", gateway.admin_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    view["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == name)
+        .unwrap()
+        .clone()
+}
+
+/// Polls `GET /admin/upstreams` until `check` holds for upstream `name`.
+async fn wait_for_view(
+    gateway: &BinaryGateway,
+    name: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let view = upstream_view(gateway, name).await;
+        if check(&view) {
+            return view;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name}: {view}; logs:\n{}",
+            gateway.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One chat request for `model`: its status.
+async fn ask(gateway: &BinaryGateway, model: &str) -> u16 {
+    client()
+        .post(format!("{}/v1/chat/completions", gateway.url()))
+        .json(&crate::support::chat(model))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Writes `text` to a temporary name and renames it over `path`.
+fn replace_file(path: &Path, text: &str) {
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, text).unwrap();
+    std::fs::rename(&temporary, path).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_key_file_is_used_without_a_restart_or_a_failed_request() {
     let dir = tempfile::tempdir().unwrap();
     let volume = dir.path().join("secrets");
     std::fs::create_dir(&volume).unwrap();
     secret_volume_version(&volume, 1, "sk-first-canary");
+    let other_key = dir.path().join("other-key");
+    replace_file(&other_key, "sk-other-1-canary");
     // As a provider rotating keys: the old and new are both valid for a while.
-    let valid = Arc::new(Mutex::new(vec!["sk-first-canary".to_string()]));
+    let valid = Arc::new(Mutex::new(vec![
+        "sk-first-canary".to_string(),
+        "sk-other-1-canary".to_string(),
+        "sk-other-2-canary".to_string(),
+    ]));
     let upstream = upstream_accepting(valid.clone(), bearer).await;
     let config = format!(
         r#"[server]
@@ -133,29 +199,54 @@ admin_listen = "127.0.0.1:0"
 [[upstream]]
 name = "primary"
 provider = "openai"
-endpoint = "{}"
+endpoint = "{url}"
 api_key_file = "secrets/key"
 models = {{ "gpt-4o" = {{}} }}
+
+[[upstream]]
+name = "other"
+provider = "openai"
+endpoint = "{url}"
+api_key_file = "other-key"
+models = {{ "gpt-4o-mini" = {{}} }}
 "#,
-        upstream.url()
+        url = upstream.url()
     );
     let gateway = gateway(dir.path(), config).await;
     let traffic = Traffic::start(gateway.url(), 4);
     wait_for_credential(&upstream, &gateway, bearer, "sk-first-canary").await;
 
-    // The volume briefly holds an empty key: a final reload error, and the
-    // gateway keeps the key it has.
-    let errors = reloads(&gateway, "error").await;
+    // The volume briefly holds an empty key: "primary" keeps the key it has,
+    // and says so, and the rest of the config still reloads: the other
+    // upstream's rotation is installed meanwhile.
     secret_volume_version(&volume, 2, "");
+    let view = wait_for_view(&gateway, "primary", |v| v["stale_credentials"].is_string()).await;
+    let why = view["stale_credentials"].as_str().unwrap();
+    assert!(
+        why.contains("secrets/key") && why.contains("empty"),
+        "{why}"
+    );
+    replace_file(&other_key, "sk-other-2-canary\n");
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while reloads(&gateway, "error").await == errors {
+    loop {
+        assert_eq!(ask(&gateway, "gpt-4o-mini").await, 200);
+        let last = upstream
+            .received()
+            .into_iter()
+            .rev()
+            .find(|r| r.json()["model"] == "gpt-4o-mini");
+        if last.as_ref().and_then(bearer).as_deref() == Some("sk-other-2-canary") {
+            break;
+        }
         assert!(tokio::time::Instant::now() < deadline, "{}", gateway.logs());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert_eq!(reloads(&gateway, "error").await, 0, "{}", gateway.logs());
 
     valid.lock().unwrap().push("sk-second-canary".to_string());
     secret_volume_version(&volume, 3, "sk-second-canary");
     wait_for_credential(&upstream, &gateway, bearer, "sk-second-canary").await;
+    wait_for_view(&gateway, "primary", |v| v["stale_credentials"].is_null()).await;
     revoke_old_and_keep_serving(&upstream, &valid).await;
     let traffic = traffic.stop().await;
 
@@ -163,9 +254,48 @@ models = {{ "gpt-4o" = {{}} }}
     assert!(failures.is_empty(), "{failures:?}\n{}", gateway.logs());
     let logs = gateway.logs();
     assert!(!logs.contains("canary"), "a key reached the log:\n{logs}");
-    assert!(
-        logs.contains("secrets/key"),
-        "the empty file is named:\n{logs}"
+    assert!(logs.contains("keeps the previous ones"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_token_is_not_held_back_by_the_failures_of_the_expired_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("entra-token");
+    replace_file(&token, "expired-token");
+    let valid = Arc::new(Mutex::new(vec!["fresh-token".to_string()]));
+    let upstream = upstream_accepting(valid, bearer).await;
+    let config = format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+
+[[upstream]]
+name = "azure"
+provider = "azure-openai"
+endpoint = "{}"
+auth = "entra"
+api_key_file = "entra-token"
+models = {{ "gpt-4o" = {{ deployment = "gpt4o" }} }}
+"#,
+        upstream.url()
+    );
+    let gateway = gateway(dir.path(), config).await;
+    // The expired token's 401s trip the upstream into its unhealthy cooldown.
+    for _ in 0..3 {
+        assert_eq!(ask(&gateway, "gpt-4o").await, 502);
+    }
+    let view = upstream_view(&gateway, "azure").await;
+    assert_eq!(view["health"], "unhealthy", "{view}");
+
+    // The sidecar writes a fresh token: the upstream is healthy at once, not
+    // after a cooldown earned by a token it no longer sends.
+    replace_file(&token, "fresh-token");
+    let view = wait_for_view(&gateway, "azure", |v| v["health"] == "healthy").await;
+    assert_eq!(view["cooldown_remaining_ms"], 0, "{view}");
+    assert_eq!(ask(&gateway, "gpt-4o").await, 200);
+    assert_eq!(
+        upstream.received().last().and_then(bearer).as_deref(),
+        Some("fresh-token")
     );
 }
 
@@ -181,14 +311,14 @@ fn aws_identity(request: &Recorded) -> Option<String> {
 /// An AWS shared credentials file as a credential helper writes it: to a
 /// temporary name, then renamed into place.
 fn write_aws_credentials(path: &Path, key_id: &str, token: &str) {
-    let text = format!(
-        "[other]\naws_access_key_id = AKIDOTHER\naws_secret_access_key = other\n\n\
-         [bedrock]\naws_access_key_id = {key_id}\n\
-         aws_secret_access_key = secret-{key_id}\naws_session_token = {token}\n"
+    replace_file(
+        path,
+        &format!(
+            "[other]\naws_access_key_id = AKIDOTHER\naws_secret_access_key = other\n\n\
+             [bedrock]\naws_access_key_id = {key_id}\n\
+             aws_secret_access_key = secret-{key_id}\naws_session_token = {token}\n"
+        ),
     );
-    let temporary = path.with_extension("tmp");
-    std::fs::write(&temporary, text).unwrap();
-    std::fs::rename(&temporary, path).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

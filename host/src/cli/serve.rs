@@ -1,5 +1,6 @@
 //! `switchyard serve`: run the gateway from a config file until SIGTERM/SIGINT.
-//! SIGHUP, `POST /admin/reload` and changes to the config or policy files reload.
+//! SIGHUP, `POST /admin/reload` and changes to the config, policy or credential
+//! files reload.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -85,8 +86,9 @@ pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>
     })
 }
 
-/// Reloads when the config file or a policy file changes. A gateway that cannot
-/// watch (e.g. out of inotify watches) still serves, and still reloads on SIGHUP.
+/// Reloads when the config file, a policy file or a credential file changes. A
+/// gateway that cannot watch (e.g. out of inotify watches) still serves, and
+/// still reloads on SIGHUP.
 fn watch_files(server: &Arc<Server>, path: &Path, baseline: Baseline) -> Option<FileWatch> {
     match server.watch_files(path.to_path_buf(), baseline) {
         Ok(watch) => Some(watch),

@@ -290,6 +290,23 @@ impl UpstreamConfig {
         }
     }
 
+    /// Whether `other` describes the same adapter: provider, endpoint,
+    /// authentication and where its credentials come from, URL style and
+    /// connect timeout. Models, prices, tags and response timeouts aside.
+    pub fn same_adapter(&self, other: &UpstreamConfig) -> bool {
+        self.provider == other.provider
+            && self.endpoint == other.endpoint
+            && self.effective_auth() == other.effective_auth()
+            && self.api_key_env == other.api_key_env
+            && self.api_key_file == other.api_key_file
+            && self.aws_credentials_file == other.aws_credentials_file
+            && self.aws_profile == other.aws_profile
+            && self.api_version == other.api_version
+            && self.api_style == other.api_style
+            && self.region == other.region
+            && self.connect_timeout_ms == other.connect_timeout_ms
+    }
+
     /// The authentication in effect, with the provider's default filled in.
     pub fn effective_auth(&self) -> UpstreamAuth {
         match (self.auth, self.provider) {
@@ -490,7 +507,10 @@ impl Config {
             .and_then(|dir| config.resolve_cache_dir(dir));
         for up in &mut config.upstreams {
             for file in [&mut up.api_key_file, &mut up.aws_credentials_file] {
-                *file = file.take().map(|path| resolve_against(source, path));
+                // An empty path stays empty, for validation to name.
+                if let Some(path) = file.as_mut().filter(|p| !p.as_os_str().is_empty()) {
+                    *path = resolve_against(source, expand_home(std::mem::take(path)));
+                }
             }
         }
         validate::check(&config, text, source)?;
@@ -545,6 +565,14 @@ impl Config {
     /// Resolves a path from the config against the config file's directory.
     pub fn resolve_path(&self, path: &Path) -> PathBuf {
         resolve_against(self.source.as_deref(), path.to_path_buf())
+    }
+}
+
+/// `path` with a leading `~` replaced by `$HOME` (left as is without one).
+fn expand_home(path: PathBuf) -> PathBuf {
+    match (path.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => path,
     }
 }
 

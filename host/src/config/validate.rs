@@ -303,6 +303,21 @@ fn check_credential_sources(
 ) -> Result<(), ConfigError> {
     let at = |field: &str| format!("upstream \"{}\".{field}", up.name);
     let keyed = matches!(auth, UpstreamAuth::ApiKey | UpstreamAuth::Entra);
+    for (field, path) in [
+        ("api_key_file", &up.api_key_file),
+        ("aws_credentials_file", &up.aws_credentials_file),
+    ] {
+        if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            return Err(c.fail(up.line, at(field), "must name a file"));
+        }
+    }
+    if up
+        .aws_profile
+        .as_deref()
+        .is_some_and(|p| p.trim().is_empty())
+    {
+        return Err(c.fail(up.line, at("aws_profile"), "must name a profile"));
+    }
     if up.api_key_file.is_some() && up.api_key_env.is_some() {
         return Err(c.fail(
             up.line,
@@ -611,6 +626,13 @@ models = { "gpt-4o" = {} }
         let config = parse("provider = \"bedrock\"\nauth = \"sigv4\"\naws_credentials_file = \"/run/aws/credentials\"\naws_profile = \"gw\"").unwrap();
         let files: Vec<&Path> = config.credential_files().collect();
         assert_eq!(files, [Path::new("/run/aws/credentials")]);
+        if let Some(home) = std::env::var_os("HOME") {
+            let config = parse("provider = \"bedrock\"\nauth = \"sigv4\"\naws_credentials_file = \"~/.aws/credentials\"").unwrap();
+            assert_eq!(
+                config.upstreams[0].aws_credentials_file,
+                Some(PathBuf::from(home).join(".aws/credentials"))
+            );
+        }
 
         for (fields, key) in [
             (
@@ -627,6 +649,11 @@ models = { "gpt-4o" = {} }
             ),
             (
                 "provider = \"bedrock\"\nauth = \"sigv4\"\naws_profile = \"gw\"",
+                "aws_profile",
+            ),
+            ("provider = \"openai\"\napi_key_file = \"\"", "api_key_file"),
+            (
+                "provider = \"bedrock\"\nauth = \"sigv4\"\naws_credentials_file = \"c\"\naws_profile = \" \"",
                 "aws_profile",
             ),
         ] {

@@ -73,11 +73,11 @@ pub enum CaseFileError {
 impl CaseFile {
     /// Reads and parses a case file.
     pub fn load(path: &Path) -> Result<CaseFile, CaseFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| CaseFileError::Io {
+        let bytes = crate::files::read_regular(path, None).map_err(|source| CaseFileError::Io {
             path: path.display().to_string(),
             source,
         })?;
-        serde_json::from_str(&text).map_err(|source| CaseFileError::Parse {
+        serde_json::from_slice(&bytes).map_err(|source| CaseFileError::Parse {
             path: path.display().to_string(),
             source,
         })

@@ -87,6 +87,11 @@ impl AzureAdapter {
         &self.endpoint
     }
 
+    /// Whether both authenticate with the same credentials.
+    pub(crate) fn same_credentials(&self, other: &AzureAdapter) -> bool {
+        self.auth == other.auth
+    }
+
     /// The path and query of a call.
     fn path(&self, call: &UpstreamCall<'_>) -> String {
         match self.style {

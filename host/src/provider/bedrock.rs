@@ -48,7 +48,7 @@ pub struct BedrockAdapter {
     auth: BedrockAuth,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 enum BedrockAuth {
     None,
     Bearer(AuthHeader),
@@ -60,7 +60,15 @@ enum BedrockAuth {
 #[derive(Clone)]
 struct SigV4 {
     identity: Identity,
+    /// What `identity` was made from, to tell whether a reload changed it.
+    keys: AwsKeys,
     region: String,
+}
+
+impl PartialEq for SigV4 {
+    fn eq(&self, other: &SigV4) -> bool {
+        self.keys == other.keys && self.region == other.region
+    }
 }
 
 impl fmt::Debug for SigV4 {
@@ -117,6 +125,7 @@ impl BedrockAdapter {
                 );
                 BedrockAuth::SigV4(SigV4 {
                     identity: credentials.into(),
+                    keys,
                     region: region.to_string(),
                 })
             }
@@ -145,6 +154,11 @@ impl BedrockAdapter {
 
     pub(crate) fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// Whether both authenticate with the same credentials.
+    pub(crate) fn same_credentials(&self, other: &BedrockAdapter) -> bool {
+        self.auth == other.auth
     }
 
     /// Sends one attempt; see [`super::ProviderAdapter::send`].

@@ -134,6 +134,19 @@ pub enum ProviderConfigError {
     },
 }
 
+impl ProviderConfigError {
+    /// Whether the adapter failed on reading its credentials (a variable or
+    /// file), as opposed to the upstream's config itself.
+    pub fn is_credentials(&self) -> bool {
+        matches!(
+            self,
+            ProviderConfigError::MissingSecret { .. }
+                | ProviderConfigError::UnreadableSecret { .. }
+                | ProviderConfigError::InvalidSecret { .. }
+        )
+    }
+}
+
 /// The adapter for one upstream, by provider.
 #[derive(Debug, Clone)]
 pub enum ProviderAdapter {
@@ -225,6 +238,18 @@ impl ProviderAdapter {
             return true;
         }
         false
+    }
+
+    /// Whether `self` authenticates as `previous` did (same key, token or AWS
+    /// credentials); false across providers.
+    pub fn same_credentials(&self, previous: &ProviderAdapter) -> bool {
+        match (self, previous) {
+            (ProviderAdapter::Openai(a), ProviderAdapter::Openai(b)) => a.same_credentials(b),
+            (ProviderAdapter::Azure(a), ProviderAdapter::Azure(b)) => a.same_credentials(b),
+            (ProviderAdapter::Bedrock(a), ProviderAdapter::Bedrock(b)) => a.same_credentials(b),
+            (ProviderAdapter::Mock(_), ProviderAdapter::Mock(_)) => true,
+            _ => false,
+        }
     }
 
     /// `scheme://host[:port]` of the upstream (none for the simulated provider).

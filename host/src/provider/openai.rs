@@ -67,6 +67,11 @@ impl OpenAiAdapter {
         &self.endpoint
     }
 
+    /// Whether both authenticate with the same credentials.
+    pub(crate) fn same_credentials(&self, other: &OpenAiAdapter) -> bool {
+        self.auth == other.auth
+    }
+
     /// Sends one attempt; see [`super::ProviderAdapter::send`].
     pub async fn send(
         &self,

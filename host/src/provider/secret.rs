@@ -4,7 +4,6 @@
 //! so rotated keys, tokens and session credentials take effect without a restart.
 
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -48,7 +47,7 @@ impl fmt::Display for SecretOrigin {
 
 /// A credential (API key, token, AWS secret). Its `Debug` prints `[redacted]` and
 /// it has no `Display`, so it cannot end up in a log line by accident.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(Arc<str>);
 
 impl fmt::Debug for Secret {
@@ -96,46 +95,49 @@ impl Secret {
         &self.0
     }
 
-    /// Refuses a credential that cannot travel in an HTTP header value.
+    /// Refuses a credential that is not a single token of visible ASCII: one
+    /// that cannot travel in a header, or one holding a space or a byte-order
+    /// mark, which no provider issues and every provider would refuse.
     pub(crate) fn header_safe(&self, origin: &SecretOrigin) -> Result<(), ProviderConfigError> {
-        HeaderValue::from_str(self.expose()).map(drop).map_err(|_| {
-            ProviderConfigError::InvalidSecret {
+        if self.expose().bytes().all(|b| b.is_ascii_graphic()) {
+            Ok(())
+        } else {
+            Err(ProviderConfigError::InvalidSecret {
                 from: origin.clone(),
-            }
-        })
+            })
+        }
     }
 }
 
 /// Reads a credential file of at most [`MAX_SECRET_FILE_BYTES`] as UTF-8.
-/// Errors name the file and the I/O failure, never the contents.
+/// Errors name the file and the failure, never the contents.
 fn read_credential_file(path: &Path) -> Result<String, ProviderConfigError> {
     let unreadable = |reason: String| ProviderConfigError::UnreadableSecret {
         from: SecretOrigin::File(path.to_path_buf()),
         reason,
     };
-    // A FIFO or device would block the snapshot build (or never end): only
-    // regular files (through symlinks, as Secret volumes lay them out).
-    let metadata = std::fs::metadata(path).map_err(|e| unreadable(e.kind().to_string()))?;
-    if !metadata.is_file() {
-        return Err(unreadable("not a regular file".to_string()));
-    }
-    let file = std::fs::File::open(path).map_err(|e| unreadable(e.kind().to_string()))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_SECRET_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| unreadable(e.kind().to_string()))?;
-    if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
-        return Err(unreadable(format!(
-            "larger than {} KiB: not a credential",
-            MAX_SECRET_FILE_BYTES / 1024
-        )));
-    }
+    let bytes = crate::files::read_regular(path, Some(MAX_SECRET_FILE_BYTES)).map_err(|e| {
+        // The I/O error's own text: a kind or this module's own words, no contents.
+        unreadable(match e.kind() {
+            std::io::ErrorKind::InvalidInput => e.to_string(),
+            kind => kind.to_string(),
+        })
+    })?;
     String::from_utf8(bytes).map_err(|_| unreadable("not UTF-8 text".to_string()))
+}
+
+/// `value` without a comment that follows it: `#` or `;` after whitespace, as
+/// the AWS SDKs read their config files (credential values hold neither).
+fn without_comment(value: &str) -> &str {
+    let bytes = value.as_bytes();
+    let cut = (1..bytes.len())
+        .find(|&i| matches!(bytes[i], b'#' | b';') && bytes[i - 1].is_ascii_whitespace());
+    cut.map_or(value, |i| &value[..i]).trim()
 }
 
 /// AWS credentials for SigV4: an access key id, a secret access key and an
 /// optional session token (temporary credentials).
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct AwsKeys {
     pub(crate) access_key_id: Secret,
     pub(crate) secret_access_key: Secret,
@@ -180,8 +182,10 @@ impl AwsKeys {
     /// From profile `profile` of the AWS shared credentials file at `path`
     /// (the `~/.aws/credentials` format: `[profile]` sections of
     /// `aws_access_key_id`, `aws_secret_access_key` and an optional
-    /// `aws_session_token`), as credential helpers that refresh temporary
-    /// credentials write it.
+    /// `aws_session_token`, or its older name `aws_security_token`), as
+    /// credential helpers that refresh temporary credentials write it. Read as
+    /// the AWS SDKs read it: profile names case-sensitive, key names not, and a
+    /// comment may follow a value after whitespace.
     pub(crate) fn from_file(path: &Path, profile: &str) -> Result<AwsKeys, ProviderConfigError> {
         let text = read_credential_file(path)?;
         let origin = |i: usize| SecretOrigin::AwsProfile {
@@ -189,26 +193,41 @@ impl AwsKeys {
             profile: profile.to_string(),
             key: AWS_FILE_KEYS[i],
         };
-        // Case-sensitive names, as AWS profile names are; no inline comments
-        // (AWS's parsers have none, and a `#` could be part of a value).
         let mut defaults = configparser::ini::Ini::new_cs().defaults();
+        // Comments after values are cut below, by the AWS rule.
         defaults.enable_inline_comments = false;
+        // Keys above the first section belong to no profile (the parser would
+        // file them under a section named `default`).
+        defaults.default_section = "\0outside any profile".to_string();
         let mut ini = configparser::ini::Ini::new_from_defaults(defaults);
         // The parser's message quotes nothing of the file, but a secret's file
         // is not worth the risk: only the file is named.
-        ini.read(text)
+        let sections = ini
+            .read(text.trim_start_matches('\u{feff}').to_string())
             .map_err(|_| ProviderConfigError::UnreadableSecret {
                 from: SecretOrigin::File(path.to_path_buf()),
                 reason: "not in the AWS shared credentials format".to_string(),
             })?;
+        let section = sections.get(profile);
+        let value = |key: &str| {
+            let (_, value) = section?
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(key))?;
+            Some(without_comment(value.as_deref()?).to_string())
+        };
         let read = |i: usize| {
-            let value = ini.get(profile, AWS_FILE_KEYS[i]).unwrap_or_default();
-            Secret::non_empty(&value, || origin(i))
+            let text = value(AWS_FILE_KEYS[i]).unwrap_or_default();
+            Secret::non_empty(&text, || origin(i))
         };
         let keys = AwsKeys {
             access_key_id: read(0)?,
             secret_access_key: read(1)?,
-            session_token: read(2).ok(),
+            session_token: read(2)
+                .or_else(|_| {
+                    let legacy = value("aws_security_token").unwrap_or_default();
+                    Secret::non_empty(&legacy, || origin(2))
+                })
+                .ok(),
         };
         keys.check(origin)?;
         Ok(keys)
@@ -216,10 +235,16 @@ impl AwsKeys {
 
     /// The key id and the token travel in headers (`Authorization`,
     /// `x-amz-security-token`); the signer would panic on a value that cannot.
+    /// A temporary key id (`ASIA…`) is useless without its session token:
+    /// refused here rather than answered 403 on every request.
     fn check(&self, origin: impl Fn(usize) -> SecretOrigin) -> Result<(), ProviderConfigError> {
         self.access_key_id.header_safe(&origin(0))?;
-        if let Some(token) = &self.session_token {
-            token.header_safe(&origin(2))?;
+        match &self.session_token {
+            Some(token) => token.header_safe(&origin(2))?,
+            None if self.access_key_id.expose().starts_with("ASIA") => {
+                return Err(ProviderConfigError::MissingSecret { from: origin(2) });
+            }
+            None => {}
         }
         Ok(())
     }
@@ -227,7 +252,7 @@ impl AwsKeys {
 
 /// An authentication header with a value marked sensitive (HPACK never indexes it,
 /// and its `Debug` hides it).
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct AuthHeader {
     pub(crate) name: HeaderName,
     pub(crate) value: HeaderValue,
@@ -263,6 +288,7 @@ impl AuthHeader {
         secret: &Secret,
         origin: &SecretOrigin,
     ) -> Result<AuthHeader, ProviderConfigError> {
+        secret.header_safe(origin)?;
         let mut value =
             HeaderValue::try_from(format!("{prefix}{}", secret.expose())).map_err(|_| {
                 ProviderConfigError::InvalidSecret {
@@ -335,7 +361,7 @@ mod tests {
 
         std::fs::write(&key, vec![b'k'; 64 * 1024 + 1]).unwrap();
         let err = Secret::from_file(&key).unwrap_err();
-        assert!(err.to_string().contains("64 KiB"), "{err}");
+        assert!(err.to_string().contains("larger than 65536 bytes"), "{err}");
 
         std::fs::write(&key, b"sk-canary-\xff").unwrap();
         let err = Secret::from_file(&key).unwrap_err();
@@ -348,22 +374,30 @@ mod tests {
         let file = dir.path().join("credentials");
         std::fs::write(
             &file,
-            "# written by a credential helper\n\
-             [default]\n\
-             aws_access_key_id = AKIDDEFAULT\n\
-             aws_secret_access_key = secret#with/hash+\n\n\
+            "\u{feff}aws_access_key_id = AKIDOUTSIDE\n\
+             # written by a credential helper\r\n\
+             [default]\r\n\
+             aws_access_key_id = AKIDDEFAULT   # rotated hourly\r\n\
+             AWS_Secret_Access_Key = secret/with+;semicolon\r\n\n\
              [Bedrock]\n\
-             aws_access_key_id=AKIDSESSION\n\
-             aws_secret_access_key=sess-secret\n\
-             aws_session_token = tok/en+=\n",
+             aws_access_key_id=ASIASESSION\n\
+             aws_secret_access_key=sess-secret ; comment\n\
+             aws_security_token = tok/en+=\n\
+             [temporary]\n\
+             aws_access_key_id = ASIANOTOKEN\n\
+             aws_secret_access_key = s\n\
+             [spaced]\n\
+             aws_access_key_id = AKID WITH SPACE\n\
+             aws_secret_access_key = s\n",
         )
         .unwrap();
         let keys = AwsKeys::from_file(&file, "default").unwrap();
         assert_eq!(keys.access_key_id.expose(), "AKIDDEFAULT");
-        assert_eq!(keys.secret_access_key.expose(), "secret#with/hash+");
+        assert_eq!(keys.secret_access_key.expose(), "secret/with+;semicolon");
         assert!(keys.session_token.is_none());
         let keys = AwsKeys::from_file(&file, "Bedrock").unwrap();
-        assert_eq!(keys.access_key_id.expose(), "AKIDSESSION");
+        assert_eq!(keys.access_key_id.expose(), "ASIASESSION");
+        assert_eq!(keys.secret_access_key.expose(), "sess-secret");
         assert_eq!(keys.session_token.unwrap().expose(), "tok/en+=");
         assert_eq!(
             format!("{:?}", AwsKeys::from_file(&file, "default").unwrap()),
@@ -379,5 +413,36 @@ mod tests {
             "{shown}"
         );
         assert!(!shown.contains("AKID"), "{shown}");
+        // Keys above the first section belong to no profile, `default` included.
+        let outside = dir.path().join("outside");
+        std::fs::write(
+            &outside,
+            "aws_access_key_id = A\naws_secret_access_key = s\n",
+        )
+        .unwrap();
+        assert!(AwsKeys::from_file(&outside, "default").is_err());
+        // A temporary key without its token, a key with a space: refused.
+        let err = AwsKeys::from_file(&file, "temporary")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("aws_session_token of profile [temporary]"),
+            "{err}"
+        );
+        let err = AwsKeys::from_file(&file, "spaced").unwrap_err();
+        assert!(
+            matches!(err, ProviderConfigError::InvalidSecret { .. }),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("SPACE"), "{err}");
+    }
+
+    #[test]
+    fn comments_after_values_need_whitespace_before_them() {
+        assert_eq!(without_comment("abc # note"), "abc");
+        assert_eq!(without_comment("abc\t;note"), "abc");
+        assert_eq!(without_comment("a#b;c"), "a#b;c");
+        assert_eq!(without_comment("#abc"), "#abc");
+        assert_eq!(without_comment(""), "");
     }
 }

@@ -102,6 +102,7 @@ impl SnapshotBuilder<'_> {
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         let mut models: HashMap<String, Vec<Serving>, _> = HashMap::default();
         let mut offers = Vec::new();
+        let mut forgive = Vec::new();
         for (index, up) in config.upstreams.iter().enumerate() {
             // A simulated upstream presents itself as the provider it stands in for.
             let provider = up
@@ -109,17 +110,39 @@ impl SnapshotBuilder<'_> {
                 .as_ref()
                 .and_then(|m| m.simulates)
                 .unwrap_or(up.provider);
-            let mut adapter =
-                ProviderAdapter::from_config(up, &config.server, self.env).map_err(|source| {
-                    SnapshotError::Upstream {
-                        upstream: up.name.clone(),
-                        source,
-                    }
-                })?;
             let before = self
                 .previous
                 .and_then(|previous| previous.upstreams.iter().find(|old| *old.name == *up.name));
+            let unchanged = self.previous.is_some_and(|previous| {
+                let mut old = previous.config.upstreams.iter();
+                old.any(|old| old.name == up.name && old.same_adapter(up))
+            });
+            let (mut adapter, stale_credentials) = match (
+                ProviderAdapter::from_config(up, &config.server, self.env),
+                before,
+            ) {
+                (Ok(adapter), _) => (adapter, None),
+                // Credentials that no longer read (a rotation left the file
+                // empty, a helper died) must not hold back every other change:
+                // the upstream keeps the adapter it has, if nothing else of it
+                // changed, and the problem is reported with it.
+                (Err(err), Some(old)) if err.is_credentials() && unchanged => {
+                    tracing::error!(
+                        upstream = %up.name,
+                        error = %err,
+                        "cannot read this upstream's new credentials: it keeps the previous ones"
+                    );
+                    (old.adapter.clone(), Some(err.to_string()))
+                }
+                (Err(source), _) => {
+                    return Err(SnapshotError::Upstream {
+                        upstream: up.name.clone(),
+                        source,
+                    });
+                }
+            };
             let kept = before.is_some_and(|old| adapter.keep_connections_of(&old.adapter));
+            let new_credentials = before.is_some_and(|old| !adapter.same_credentials(&old.adapter));
             // Said once per upstream and origin, not on every reload.
             if !kept && adapter.sends_credentials_in_clear(up) {
                 tracing::warn!(
@@ -165,7 +188,11 @@ impl SnapshotBuilder<'_> {
                 adds_stream_usage: up.adds_stream_usage(),
                 region: up.region.clone(),
                 jurisdiction: up.jurisdiction.clone(),
+                stale_credentials,
             });
+            if new_credentials {
+                forgive.push(up.name.as_str());
+            }
         }
         // The same offers as before keep the same catalog, so pooled policy
         // instances (which may have kept offers by id) stay warm.
@@ -199,6 +226,13 @@ impl SnapshotBuilder<'_> {
         // the live upstreams' health (cooldowns, latency) as it was.
         self.health
             .retain(config.upstreams.iter().map(|u| u.name.as_str()));
+        for name in forgive {
+            // Failures met with the old credentials (an expired token's 401s)
+            // must not keep the new ones cooling down.
+            if let Some(health) = self.health.get(name) {
+                health.forgive_failures();
+            }
+        }
 
         Ok(Snapshot {
             generation,
@@ -219,8 +253,10 @@ impl SnapshotBuilder<'_> {
         pc: &PolicyConfig,
     ) -> Result<LoadedPolicy, SnapshotError> {
         let path = config.resolve_path(&pc.file);
-        let wasm = tokio::fs::read(&path)
+        let read = path.clone();
+        let wasm = tokio::task::spawn_blocking(move || crate::files::read_regular(&read, None))
             .await
+            .unwrap_or_else(|join| Err(std::io::Error::other(join)))
             .map_err(|source| SnapshotError::PolicyFile {
                 policy: pc.name.clone(),
                 path: path.clone(),

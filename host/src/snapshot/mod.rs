@@ -74,6 +74,9 @@ pub struct UpstreamEntry {
     pub region: String,
     /// Jurisdiction of the region, as configured.
     pub jurisdiction: String,
+    /// Why its credentials could not be read when this snapshot was built, if
+    /// so: it kept the previous snapshot's adapter (and credentials).
+    pub stale_credentials: Option<String>,
 }
 
 /// One upstream serving one client-facing model.
@@ -110,6 +113,18 @@ impl UpstreamEntry {
 }
 
 impl Snapshot {
+    /// The upstreams whose credentials could not be read for this snapshot
+    /// (they kept the previous ones): `upstream "name": why`.
+    pub fn stale_credentials(&self) -> Vec<String> {
+        self.upstreams
+            .iter()
+            .filter_map(|up| {
+                let why = up.stale_credentials.as_deref()?;
+                Some(format!("upstream \"{}\": {why}", up.name))
+            })
+            .collect()
+    }
+
     /// The candidate a policy sees for `serving`: its id and the upstream's live state.
     pub fn candidate(&self, serving: &Serving) -> Candidate {
         let view = self.upstreams[serving.upstream].health.view();

@@ -25,6 +25,9 @@ pub struct ReloadReport {
     /// Keys the installed config changed that take effect only at the next
     /// start (see [`Config::changes_needing_restart`]).
     pub restart_required: Vec<&'static str>,
+    /// Upstreams whose credentials could not be read, which kept the previous
+    /// ones: `upstream "name": why`.
+    pub stale_credentials: Vec<String>,
 }
 
 /// What a successful reload installed.
@@ -35,6 +38,9 @@ pub struct Reloaded {
     /// Keys the installed config changed that take effect only at the next
     /// start (see [`Config::changes_needing_restart`]).
     pub restart_required: Vec<&'static str>,
+    /// Upstreams whose credentials could not be read, which kept the previous
+    /// ones: `upstream "name": why`.
+    pub stale_credentials: Vec<String>,
 }
 
 /// How a failed reload is treated.
@@ -114,8 +120,8 @@ impl Reloader {
         Ok(snapshot)
     }
 
-    /// Re-reads the config file and its policies; installs the result only if every
-    /// check passes.
+    /// Re-reads the config file, its policies and the upstreams' credentials;
+    /// installs the result only if every check passes.
     pub async fn reload(&self, gateway: &Gateway) -> Result<Reloaded, Arc<SnapshotError>> {
         self.reload_with(gateway, Attempt::Final).await
     }
@@ -143,7 +149,9 @@ impl Reloader {
             }
         };
         let mut restart_required = Vec::new();
+        let mut stale_credentials = Vec::new();
         let result = result.map(|snapshot| {
+            stale_credentials = snapshot.stale_credentials();
             let previous = gateway.snapshot();
             if !previous.config.clients.is_empty() && snapshot.config.clients.is_empty() {
                 tracing::warn!(
@@ -184,10 +192,12 @@ impl Reloader {
                 .and_then(|e| e.policy())
                 .map(str::to_string),
             restart_required: restart_required.clone(),
+            stale_credentials: stale_credentials.clone(),
         });
         result.map(|generation| Reloaded {
             generation,
             restart_required,
+            stale_credentials,
         })
     }
 

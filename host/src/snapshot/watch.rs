@@ -399,7 +399,9 @@ fn read_contents(files: Vec<PathBuf>, known: Contents, reuse: Reuse) -> Contents
                 // carry a later mtime, as the file has settled).
                 Some(entry) if stat.is_some() && entry.0 == stat => *entry,
                 _ => {
-                    let sum = std::fs::read(&file).ok().map(|b| Sha256::digest(b).into());
+                    let sum = crate::files::read_regular(&file, None)
+                        .ok()
+                        .map(|b| Sha256::digest(b).into());
                     (stat, sum)
                 }
             };

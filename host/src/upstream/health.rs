@@ -429,6 +429,19 @@ impl UpstreamHealth {
         }
     }
 
+    /// Forgets the failures counted so far (the streak, the error rate and an
+    /// unhealthy cooldown; a rate-limit cooldown stays): the upstream's
+    /// credentials changed, and what the old ones met says nothing of the new.
+    pub fn forgive_failures(&self) {
+        self.error_rate.0.store(0f64.to_bits(), Ordering::Relaxed);
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        self.next_unhealthy_ms.store(0, Ordering::Relaxed);
+        if self.cooldown_reason.load(Ordering::Relaxed) == REASON_UNHEALTHY {
+            self.cooldown_until_ms.store(0, Ordering::Relaxed);
+            self.cooldown_reason.store(REASON_NONE, Ordering::Relaxed);
+        }
+    }
+
     /// Consecutive failed attempts since the last success.
     pub fn consecutive_failures(&self) -> u32 {
         self.consecutive_failures.load(Ordering::Relaxed)

@@ -117,6 +117,38 @@ fn consecutive_failures_make_unhealthy_then_probation_then_healthy() {
 }
 
 #[test]
+fn forgiven_failures_leave_a_rate_limit_alone() {
+    let h = health();
+    let t0 = Instant::now();
+    for _ in 0..4 {
+        h.record_at(AttemptOutcome::ServerError, MS, t0);
+    }
+    assert_eq!(h.view_at(t0).health, HealthState::Unhealthy);
+    h.forgive_failures();
+    let view = h.view_at(t0);
+    assert_eq!(view.health, HealthState::Healthy);
+    assert_eq!((view.cooldown_remaining_ms, view.error_rate), (0, 0.0));
+    assert_eq!(h.consecutive_failures(), 0);
+    // The backoff starts over from the first cooldown.
+    for _ in 0..3 {
+        h.record_at(AttemptOutcome::Timeout, MS, t0);
+    }
+    assert_eq!(h.view_at(t0).cooldown_remaining_ms, 5_000);
+
+    // A 429's cooldown is the provider's word on load, not on credentials.
+    let limited = health();
+    limited.record_at(
+        AttemptOutcome::RateLimited {
+            retry_after: Some(Duration::from_secs(4)),
+        },
+        MS,
+        t0,
+    );
+    limited.forgive_failures();
+    assert_eq!(limited.view_at(t0).health, HealthState::CoolingDown);
+}
+
+#[test]
 fn backoff_is_capped() {
     let h = health();
     let mut t = Instant::now();
