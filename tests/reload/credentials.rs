@@ -367,3 +367,52 @@ models = {{ "gpt-4o" = {{ model_id = "openai.gpt-oss-120b-1:0" }} }}
         assert!(!logs.contains(secret), "{secret} reached the log:\n{logs}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credentials_directory_removed_and_made_again_is_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    // Away from the config's directory, whose watch would see it made again.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let creds = elsewhere.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    replace_file(&creds.join("key"), "sk-one");
+    let valid = Arc::new(Mutex::new(vec![
+        "sk-one".to_string(),
+        "sk-two".to_string(),
+        "sk-three".to_string(),
+    ]));
+    let upstream = upstream_accepting(valid, bearer).await;
+    let config = format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+
+[[upstream]]
+name = "primary"
+provider = "openai"
+endpoint = "{}"
+api_key_file = "{}"
+models = {{ "gpt-4o" = {{}} }}
+"#,
+        upstream.url(),
+        creds.join("key").display()
+    );
+    let gateway = gateway(dir.path(), config).await;
+    let traffic = Traffic::start(gateway.url(), 2);
+    wait_for_credential(&upstream, &gateway, bearer, "sk-one").await;
+
+    // The directory goes (its watch with it): the key it had keeps serving.
+    std::fs::remove_dir_all(&creds).unwrap();
+    wait_for_view(&gateway, "primary", |v| v["stale_credentials"].is_string()).await;
+    // Made again, with no event the watch could see: the periodic look finds
+    // the new key (within `poll`, 10 s) and watches the new directory...
+    std::fs::create_dir(&creds).unwrap();
+    replace_file(&creds.join("key"), "sk-two");
+    wait_for_credential(&upstream, &gateway, bearer, "sk-two").await;
+    // ...so the next change is an event again.
+    replace_file(&creds.join("key"), "sk-three");
+    wait_for_credential(&upstream, &gateway, bearer, "sk-three").await;
+    let traffic = traffic.stop().await;
+    let failures = traffic.failures.lock().unwrap().clone();
+    assert!(failures.is_empty(), "{failures:?}\n{}", gateway.logs());
+}

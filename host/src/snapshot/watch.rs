@@ -20,6 +20,12 @@
 //!    since the last event; only then is a failure final (logged, counted in
 //!    `switchyard_policy_reloads_total{result="error"}`, shown by the admin API).
 //!
+//! Events can be missed: a watched directory removed and made again loses its
+//! watch (and its parent may not be watched), and an event queue can overflow.
+//! So the files are also looked at every `poll` (10 s) with no event, which
+//! stats them (reading only what changed) and watches again any directory that
+//! was made anew.
+//!
 //! One task does all of this, so file-triggered reloads run one at a time and a
 //! burst of events becomes one reload. The set of watched files and directories
 //! is recomputed after every check, from the installed config and the config on
@@ -53,6 +59,11 @@ pub struct WatchSettings {
     pub grace: Duration,
     /// Longest wait for a watched file written in place to be closed.
     pub open_wait: Duration,
+    /// How often the files are looked at with no event: a safety net for
+    /// changes no event reported (a watched directory removed and made again,
+    /// an overflowed event queue). A look stats the files and reads none that
+    /// did not change.
+    pub poll: Duration,
 }
 
 impl Default for WatchSettings {
@@ -62,6 +73,7 @@ impl Default for WatchSettings {
             retry: Duration::from_millis(100),
             grace: Duration::from_millis(1500),
             open_wait: Duration::from_secs(5),
+            poll: Duration::from_secs(10),
         }
     }
 }
@@ -128,7 +140,8 @@ impl FileWatch {
             config_path,
             gateway,
             files: Vec::new(),
-            dirs: BTreeSet::new(),
+            dirs: BTreeMap::new(),
+            unwatchable: BTreeSet::new(),
             open,
         };
         files.refresh();
@@ -167,7 +180,8 @@ async fn watch<R, F>(
     // `seen`: the contents the installed snapshot (or the last final failure)
     // was built from.
     loop {
-        events.notified().await;
+        // An event, or the poll's turn: either way the files are looked at.
+        let _ = timeout(settings.poll, events.notified()).await;
         files.settle(&events, &settings).await;
         let mut current = files.contents(&seen, Reuse::SameStat).await;
         if same_sums(&current, &seen) {
@@ -233,7 +247,11 @@ struct WatchedFiles {
     config_path: PathBuf,
     gateway: Arc<Gateway>,
     files: Vec<PathBuf>,
-    dirs: BTreeSet<PathBuf>,
+    /// Watched directories and the identity (device, inode) each had when its
+    /// watch was set: a directory removed and made again needs a new watch.
+    dirs: BTreeMap<PathBuf, (u64, u64)>,
+    /// Directories that could not be watched (warned about once).
+    unwatchable: BTreeSet<PathBuf>,
     /// Files written in place and not closed yet.
     open: Arc<OpenForWrite>,
 }
@@ -297,8 +315,8 @@ fn lexical(path: &Path) -> PathBuf {
 impl WatchedFiles {
     /// Recomputes the files (the config, each policy's component and cases and
     /// each upstream's credential file, in the installed config and in the
-    /// config on disk) and watches their
-    /// directories and their symlink targets' directories.
+    /// config on disk) and watches their directories and their symlink
+    /// targets' directories (again, for one that was made anew).
     fn refresh(&mut self) {
         let installed = self.gateway.snapshot();
         let on_disk = Config::load(&self.config_path).ok();
@@ -316,26 +334,42 @@ impl WatchedFiles {
                 dirs.insert(parent(&target));
             }
         }
-        for gone in self.dirs.difference(&dirs) {
+        let mut watched = BTreeMap::new();
+        let mut unwatchable = BTreeSet::new();
+        for dir in dirs {
+            let identity = dir_identity(&dir);
+            let current = self.dirs.remove(&dir);
+            if let Some(same) = current.filter(|c| Some(*c) == identity) {
+                watched.insert(dir, same);
+                continue;
+            }
+            if current.is_some() {
+                // Removed, maybe made again: its old watch is gone with it.
+                let _ = self.notifier.unwatch(&dir);
+            }
+            match (
+                identity,
+                self.notifier.watch(&dir, RecursiveMode::NonRecursive),
+            ) {
+                (Some(identity), Ok(())) => {
+                    watched.insert(dir, identity);
+                }
+                (_, result) => {
+                    if let Err(err) = result
+                        && !self.unwatchable.contains(&dir)
+                    {
+                        tracing::warn!(dir = %dir.display(), error = %err, "cannot watch directory");
+                    }
+                    unwatchable.insert(dir);
+                }
+            }
+        }
+        for gone in self.dirs.keys() {
             // Fails when the directory is already gone (an old ConfigMap version).
             let _ = self.notifier.unwatch(gone);
         }
-        let mut watched = BTreeSet::new();
-        for dir in dirs {
-            if self.dirs.contains(&dir) {
-                watched.insert(dir);
-                continue;
-            }
-            match self.notifier.watch(&dir, RecursiveMode::NonRecursive) {
-                Ok(()) => {
-                    watched.insert(dir);
-                }
-                Err(err) => {
-                    tracing::warn!(dir = %dir.display(), error = %err, "cannot watch directory")
-                }
-            }
-        }
         self.dirs = watched;
+        self.unwatchable = unwatchable;
         self.files = files.into_iter().collect();
     }
 
@@ -434,6 +468,13 @@ fn stat(file: &Path) -> Stat {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(file).ok()?;
     Some((meta.len(), meta.modified().ok()?, meta.ino(), meta.dev()))
+}
+
+/// A directory's device and inode, if it exists.
+fn dir_identity(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir).ok()?;
+    Some((meta.dev(), meta.ino()))
 }
 
 /// The directory holding `file` (`.` for a bare file name).
