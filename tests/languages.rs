@@ -6,7 +6,9 @@
 //! The components come from `policies/build.sh DIR c js python`, in
 //! `$SWITCHYARD_GUESTS_EXTRA` (set by `.ci/run`) or else `target/guests-all`.
 //! When they are missing the tests say how to build them and are skipped
-//! locally; under CI (`CI` set) they fail instead.
+//! locally; under CI (`CI` set) they fail instead. Two JS test policies,
+//! tests/fixtures/js/compliance-async.js and throws.js, are built there too
+//! (as `NAME-js.wasm`, by `.ci/run`).
 //!
 //! A JS or Python guest takes seconds to compile, so every guest is compiled
 //! once: the `policy test` runs fill one compile cache (in parallel), and the
@@ -139,6 +141,29 @@ fn every_language_passes_the_shared_compliance_cases() {
     }
 }
 
+/// The JS test policy tests/fixtures/js/NAME.js, built into the guests folder
+/// as `NAME-js.wasm` by `.ci/run`. `None` (locally only) when it is missing:
+/// the caller skips.
+fn js_fixture(guests: &Path, name: &str) -> Option<PathBuf> {
+    let wasm = guests.join(format!("{name}-js.wasm"));
+    if wasm.is_file() {
+        return Some(wasm);
+    }
+    let how = format!(
+        "missing {}; build it with `node guest-sdk/js/componentize.mjs policies/compliance-js \
+         tests/fixtures/js/{name}.js wit {}` after `policies/build.sh {} js`",
+        wasm.display(),
+        wasm.display(),
+        guests.display()
+    );
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{how} (.ci/run does this)"
+    );
+    eprintln!("skipped: {how}");
+    None
+}
+
 /// The `compliance` rule as an `async decide` that awaits before it reads the
 /// request (tests/fixtures/js/compliance-async.js): the JS glue's path for a
 /// promise result, which keeps the request borrowed across the await. Built
@@ -146,22 +171,9 @@ fn every_language_passes_the_shared_compliance_cases() {
 #[test]
 fn an_async_js_decide_passes_the_shared_compliance_cases() {
     let Some(guests) = guests_dir() else { return };
-    let wasm = guests.join("compliance-async-js.wasm");
-    if !wasm.is_file() {
-        let how = format!(
-            "missing {}; build it with `node guest-sdk/js/componentize.mjs policies/compliance-js \
-             tests/fixtures/js/compliance-async.js wit {}` after `policies/build.sh {} js`",
-            wasm.display(),
-            wasm.display(),
-            guests.display()
-        );
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{how} (.ci/run does this)"
-        );
-        eprintln!("skipped: {how}");
+    let Some(wasm) = js_fixture(&guests, "compliance-async") else {
         return;
-    }
+    };
     let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(["policy", "test"])
         .arg(&wasm)
@@ -171,6 +183,241 @@ fn an_async_js_decide_passes_the_shared_compliance_cases() {
         .output()
         .expect("running switchyard policy test");
     assert_passes_every_case("JavaScript, async decide", &out);
+}
+
+/// Runs `switchyard policy ARGS` with the shared compile cache; the first
+/// run of a component compiles it into the cache.
+fn policy_cli(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("policy")
+        .args(args)
+        .env("XDG_CACHE_HOME", cache_home())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running switchyard policy")
+}
+
+/// tests/fixtures/js/throws.js, compiled into the shared cache once (both
+/// tests below need it).
+fn throws_fixture(guests: &Path) -> Option<PathBuf> {
+    static CHECKED: OnceLock<Output> = OnceLock::new();
+    let wasm = js_fixture(guests, "throws")?;
+    let out = CHECKED.get_or_init(|| policy_cli(&["check".as_ref(), wasm.as_os_str()]));
+    assert!(
+        out.status.success(),
+        "policy check {}:\n{}",
+        wasm.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(wasm)
+}
+
+/// What a JavaScript policy throws (tests/fixtures/js/throws.js, in each of
+/// its ways) is named in the trap report of `policy test` and `policy eval`,
+/// as a Python guest's exception is. The component has no stdio: its glue
+/// logs the error (`Uncaught …`) at `error` level before the instance traps,
+/// and the host keeps a call's error lines for the report.
+#[test]
+fn a_thrown_js_error_is_named_in_the_trap_report() {
+    let Some(guests) = guests_dir() else { return };
+    let Some(wasm) = throws_fixture(&guests) else {
+        return;
+    };
+    // The `x-throw` header picks the failure; each case expects a route, so
+    // each failing one prints the error it got.
+    let reports = [
+        (
+            "error",
+            "Uncaught Error: no upstream for tenant eu-bank \
+             (at pickFor@tests/fixtures/js/throws.js:",
+        ),
+        ("string", "Uncaught a thrown string"),
+        (
+            "async",
+            "Uncaught TypeError: rejected after an await (at decide/<@tests/fixtures/js/throws.js:",
+        ),
+        (
+            "chatty",
+            "Uncaught RangeError: thrown after 40 log lines (at decide@tests/fixtures/js/throws.js:",
+        ),
+        (
+            "bad-decision",
+            "Uncaught TypeError: invalid variant tag value `\"rout\"` \
+             (received `[object Object]`) specified for `Decision`",
+        ),
+    ];
+    let case = |mode: &str| {
+        serde_json::json!({
+            "name": mode,
+            "request": { "model": "gpt-4o", "tenant": "eu-bank", "headers": { "x-throw": mode } },
+            "expect": { "route": { "targets": ["a", "b"] } },
+        })
+    };
+    let cases: Vec<Value> = std::iter::once(case("none"))
+        .chain(reports.iter().map(|(mode, _)| case(mode)))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let cases_file = dir.path().join("cases.json");
+    let file = serde_json::json!({
+        "candidates": [{ "upstream": "a" }, { "upstream": "b" }],
+        "cases": cases,
+    });
+    std::fs::write(&cases_file, file.to_string()).unwrap();
+
+    let out = policy_cli(&["test".as_ref(), wasm.as_os_str(), cases_file.as_os_str()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("ok   none"), "{stdout}");
+    for (mode, report) in reports {
+        let line = stdout
+            .lines()
+            .find(|line| line.starts_with(&format!("FAIL {mode}: ")))
+            .unwrap_or_else(|| panic!("no FAIL line for {mode}:\n{stdout}"));
+        assert!(
+            line.contains(&format!(
+                "got error: wasm trap: wasm `unreachable` instruction executed in decide; \
+                 guest output: {report}"
+            )) && line.ends_with(" (trap)"),
+            "{mode}: {line}"
+        );
+    }
+    assert_eq!(
+        stdout.lines().last(),
+        Some("1 passed, 5 failed"),
+        "{stdout}"
+    );
+
+    // `policy eval` prints the guest's error line as it is logged, then the
+    // failure, which names it.
+    let request = dir.path().join("request.json");
+    std::fs::write(
+        &request,
+        r#"{"model":"gpt-4o","tenant":"eu-bank","headers":{"x-throw":"error"}}"#,
+    )
+    .unwrap();
+    let out = policy_cli(&[
+        "eval".as_ref(),
+        wasm.as_os_str(),
+        "--request".as_ref(),
+        request.as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let report = reports[0].1;
+    assert!(
+        stderr.contains(&format!("ERROR switchyard::policy::guest: {report}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "failed (trap): wasm trap: wasm `unreachable` instruction executed in decide; \
+             guest output: {report}"
+        )),
+        "{stderr}"
+    );
+}
+
+/// The gateway's log names what a JavaScript policy threw, from `decide` (the
+/// request gets 503 `policy_error`) and from `observe`, and the next call is
+/// served by a fresh instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_logs_what_a_js_policy_threw() {
+    let Some(guests) = guests_dir() else { return };
+    let Some(wasm) = tokio::task::spawn_blocking(move || throws_fixture(&guests))
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+
+[engine]
+cache_dir = "{cache}"
+
+[[upstream]]
+name = "sim"
+provider = "mock"
+models = {{ "gpt-4o" = {{}} }}
+
+[[policy]]
+name = "throws-js"
+file = "{file}"
+config = {{ observe = "throw" }}
+deadline_ms = 5000
+
+[[route]]
+name = "chat"
+policies = ["throws-js"]
+"#,
+            cache = cache_home().join("switchyard").display(),
+            file = wasm.display(),
+        ),
+    )
+    .unwrap();
+    let gw = tokio::task::spawn_blocking(move || {
+        support::BinaryGateway::spawn(&config, &[("RUST_LOG", "warn")])
+    })
+    .await
+    .unwrap();
+    let http = client();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !http
+        .get(format!("{}/readyz", gw.admin_url()))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ready:\n{}",
+            gw.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let send = |throw: Option<&'static str>| {
+        let mut req = http
+            .post(format!("{}/v1/chat/completions", gw.url()))
+            .json(&chat("gpt-4o"));
+        if let Some(throw) = throw {
+            req = req.header("x-throw", throw);
+        }
+        req.send()
+    };
+
+    let res = send(Some("error")).await.unwrap();
+    assert_eq!(res.status(), 503);
+    let json: Value = res.json().await.unwrap();
+    assert_eq!(json["error"]["code"], "policy_error", "{json}");
+    let res = send(None).await.unwrap();
+    assert_eq!(res.status(), 200, "{}", gw.logs());
+
+    let thrown = "ERROR switchyard::policy::guest: Uncaught Error: no upstream for tenant none \
+                  (at pickFor@tests/fixtures/js/throws.js:";
+    let observed = "guest output: Uncaught Error: cannot record a 200 \
+                    (at observe@tests/fixtures/js/throws.js:";
+    loop {
+        let logs = gw.logs();
+        if logs.contains(thrown)
+            && logs
+                .lines()
+                .any(|l| l.contains("policy observe failed") && l.contains(observed))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expected {thrown:?} and an observe failure with {observed:?} in:\n{logs}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// A gateway with one route per language (picked by the `x-policy-language`

@@ -56,6 +56,15 @@
 // It also drops the `_debugLog(...)` calls (each built an object and looked up
 // `globalThis.process`, which does not exist in the component).
 //
+// One patch is not about speed: each export wrapper (and its async
+// continuation) runs in `try { ... } catch`, which logs what it caught through
+// the host's `log` import at `error` level, as `Uncaught <String(e)> (at <first
+// stack frame>)`, then rethrows it. Without stdio, ComponentizeJS has nowhere
+// to print an uncaught error and the instance traps with only "`unreachable`
+// instruction executed"; the gateway keeps a call's error lines for its trap
+// report, so the report now names the error (see `reportThrow`). A `try` costs
+// nothing until something is thrown.
+//
 // The patches match the generated text exactly. When ComponentizeJS changes
 // its output (a version bump), `patchBindings` throws and names the pattern
 // it did not find, so the build fails instead of silently shipping slower or
@@ -316,11 +325,31 @@ function syncExport(lines, start, at) {
       settler.push(`  const __dvIn = ${READ};`);
     }
   }
-  wrapper.push(...lower, '  return __DONE;', '}');
-  settler.push(...lower, '}');
-  const replacement = [...wrapper, '', ...settler];
+  wrapper.push(...lower, '  return __DONE;');
+  settler.push(...lower);
+  const replacement = [...reportingThrows(wrapper), '', ...reportingThrows(settler)];
   lines.splice(start, end - start + 1, ...replacement);
   return replacement.length;
+}
+
+/**
+ * A function's lines (its header, then its body, without the closing brace)
+ * with the body in `try { ... } catch`, so that whatever it throws, the
+ * policy's own error or the glue's (a decision it cannot lower), is reported
+ * through `__reportThrow` before it propagates and traps the instance. A `try`
+ * costs nothing until something is thrown.
+ */
+function reportingThrows([header, ...body]) {
+  return [
+    header,
+    '  try {',
+    ...body,
+    '  } catch (__thrown) {',
+    '    __reportThrow(__thrown);',
+    '    throw __thrown;',
+    '  }',
+    '}',
+  ];
 }
 
 /** The registry calls for the borrowed `request` handle (whole lines). */
@@ -366,16 +395,60 @@ function inlineMethodHelpers(text) {
  * an environment the bytecode addresses directly. The embedding finds
  * `bindExports` and the export wrappers on the global, so they are put there.
  */
-function closeOver(text, names) {
+function closeOver(text, names, hostLog) {
   return [
     '(() => {',
     '/** What a synchronous export returns: one settled promise, made once. */',
     'const __DONE = Promise.resolve();',
+    reportThrow(hostLog),
     text,
     `Object.assign(globalThis, { ${names.join(', ')} });`,
     '})();',
     '',
   ].join('\n');
+}
+
+/** The glue's wrapper of the host's `log` import, by its name: `function import_..._host_0_1_0$log(arg0, arg1) {`. */
+const HOST_LOG = /^function (import_[\w$]*_host_[\w$]*\$log)\(arg0, arg1\) \{$/gm;
+
+/** Most UTF-16 units of a thrown value's report sent to the host (which keeps 1 KiB of a line). */
+const REPORT_MAX = 1024;
+
+/**
+ * `__reportThrow(thrown)`, which every export wrapper calls with what it
+ * caught before rethrowing it. The embedding would print an uncaught error on
+ * stderr, but a policy's component is built without stdio, and the instance
+ * traps with only "`unreachable` instruction executed". So the error is logged
+ * at `error` level through the host's `log` import (`hostLog`, the glue's
+ * wrapper of it), as `Uncaught Error: message (at fn@file:line:column)`; the
+ * frame is left out when it is the glue's own (a decision the glue cannot
+ * lower). The gateway keeps a call's error lines for its trap report, which
+ * then names the error, as it does a Python guest's exception. The report
+ * never throws (a value that cannot be made a string is reported as such), so
+ * the original error is what propagates.
+ */
+function reportThrow(hostLog) {
+  return `/** This script's file (a temporary path at build time), to leave its frames out of reports. */
+const __GLUE_FILE = new Error().fileName || '@';
+/** Logs what an export threw, before the instance traps on it (see bindings-patch.mjs). */
+function __reportThrow(thrown) {
+  let text = '(a value that cannot be converted to a string)';
+  try {
+    text = String(thrown);
+    // The policy's errors come from another realm: no \`instanceof Error\`.
+    const stack = typeof thrown === 'object' && thrown !== null ? thrown.stack : undefined;
+    if (typeof stack === 'string') {
+      const end = stack.indexOf('\\n');
+      const frame = end < 0 ? stack : stack.slice(0, end);
+      if (frame !== '' && !frame.includes(__GLUE_FILE)) {
+        text += \` (at \${frame})\`;
+      }
+    }
+  } catch {}
+  try {
+    ${hostLog}('error', \`Uncaught \${text}\`.slice(0, ${REPORT_MAX}));
+  } catch {}
+}`;
 }
 
 /** The patched glue. Throws when the generated text does not have the expected shape. */
@@ -409,7 +482,7 @@ export function patchBindings(source) {
   }
   out = out.replace(REQUEST_FINALIZATION, '');
 
-  for (const name of ['__DONE', '__pending', '$settle']) {
+  for (const name of ['__DONE', '__pending', '$settle', '__reportThrow', '__thrown', '__GLUE_FILE']) {
     if (out.includes(name)) {
       fail(`the glue already uses the name \`${name}\``);
     }
@@ -440,5 +513,9 @@ export function patchBindings(source) {
   if (!/^ *function bindExports\(/m.test(out) || globals.length !== wrappers) {
     fail(`expected \`bindExports\` and ${wrappers} export wrappers at the top level`);
   }
-  return closeOver(out, ['bindExports', ...globals]);
+  const hostLog = [...out.matchAll(HOST_LOG)].map((m) => m[1]);
+  if (hostLog.length !== 1) {
+    fail(`expected 1 wrapper of the host's \`log\` import, found ${hostLog.length}`);
+  }
+  return closeOver(out, ['bindExports', ...globals], hostLog[0]);
 }

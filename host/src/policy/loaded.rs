@@ -447,6 +447,7 @@ fn arm(store: &mut Store<StoreState>, deadline: Instant) {
     state.deadline = deadline;
     state.limits.reset_refusal();
     state.reset_log_budget();
+    state.output.clear();
     store.set_epoch_deadline(1);
 }
 

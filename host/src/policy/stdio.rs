@@ -1,6 +1,9 @@
-//! The guest's stdout and stderr: the last few hundred bytes are kept in memory
-//! (never logged as they are written) so that a trap can say what the guest
-//! printed just before it, e.g. a Rust panic message.
+//! The guest's stdout and stderr, and the lines it logs at `error` level: the
+//! last few hundred bytes of the running call are kept in memory (the output is
+//! never logged as it is written) so that a trap can say what the guest
+//! printed or reported just before it, e.g. a Rust panic message, a Python
+//! exception, or the error a JavaScript export threw (which a JS policy's glue
+//! logs, since its component has no stdio).
 
 use std::collections::VecDeque;
 use std::io;
@@ -13,20 +16,46 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
+use super::store::truncate;
+
 /// Bytes of guest output kept.
 const TAIL_BYTES: usize = 512;
 
-/// A bounded tail of everything the guest wrote to stdout and stderr.
+/// A bounded tail of what the guest wrote to stdout and stderr, and of the
+/// error lines it logged, since the running call began.
 #[derive(Debug, Clone, Default)]
 pub struct OutputTail(Arc<Mutex<VecDeque<u8>>>);
 
 impl OutputTail {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<u8>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn push(&self, bytes: &[u8]) {
-        let mut tail = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tail = self.lock();
         let keep = &bytes[bytes.len().saturating_sub(TAIL_BYTES)..];
         let overflow = (tail.len() + keep.len()).saturating_sub(TAIL_BYTES);
         tail.drain(..overflow);
         tail.extend(keep);
+    }
+
+    /// Adds `line` (one line: no line breaks in it) as a line of its own, even
+    /// after output that did not end its line, cut so that its start is kept.
+    pub fn push_line(&self, line: &str) {
+        let line = truncate(line, TAIL_BYTES - 2);
+        let mut bytes = Vec::with_capacity(line.len() + 2);
+        bytes.push(b'\n');
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        self.push(&bytes);
+    }
+
+    /// Forgets what earlier calls wrote: a trap is only about its own call.
+    pub fn clear(&self) {
+        let mut tail = self.lock();
+        if !tail.is_empty() {
+            tail.clear();
+        }
     }
 
     /// The last meaningful line the guest wrote, if any (lossy UTF-8, trimmed).
@@ -36,7 +65,7 @@ impl OutputTail {
     /// exception", so a Python guest's error reads as its exception
     /// (`ValueError: …`, the last line of the traceback it printed).
     pub fn last_line(&self) -> Option<String> {
-        let tail = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let tail = self.lock();
         let (a, b) = tail.as_slices();
         let text = String::from_utf8_lossy(&[a, b].concat()).into_owned();
         text.lines()
@@ -141,5 +170,28 @@ mod tests {
             tail.last_line().as_deref(),
             Some("ValueError: no upstream for tenant x")
         );
+    }
+
+    /// What a JavaScript policy's glue logs when an export throws: a line of
+    /// its own after unterminated output, its start kept when it is long.
+    #[test]
+    fn a_logged_error_is_a_line_of_its_own() {
+        let tail = OutputTail::default();
+        tail.push(b"partial output");
+        tail.push_line("Uncaught Error: no upstream for tenant x");
+        assert_eq!(
+            tail.last_line().as_deref(),
+            Some("Uncaught Error: no upstream for tenant x")
+        );
+
+        let long = format!("Uncaught Error: {}", "é".repeat(1000));
+        tail.push_line(&long);
+        let last = tail.last_line().unwrap();
+        assert!(last.starts_with("Uncaught Error: éé"), "{last}");
+        assert!(long.starts_with(&last));
+        assert!(tail.0.lock().unwrap().len() <= TAIL_BYTES);
+
+        tail.clear();
+        assert_eq!(tail.last_line(), None);
     }
 }

@@ -43,7 +43,7 @@ pub struct StoreState {
     pub limits: Limits,
     /// When the current call must end; read by the epoch callback.
     pub deadline: Instant,
-    /// What the guest printed lately.
+    /// What the guest printed, and the error lines it logged, in the running call.
     pub output: OutputTail,
     /// `log` lines written by the running call.
     logged: u32,
@@ -151,19 +151,31 @@ impl host::Host for StoreState {
     fn log(&mut self, level: host::LogLevel, message: String) {
         let policy = &*self.policy;
         self.logged = self.logged.saturating_add(1);
-        if self.logged > MAX_LOG_LINES_PER_CALL {
-            if self.logged == MAX_LOG_LINES_PER_CALL + 1 {
-                tracing::warn!(
-                    target: "switchyard::policy::guest",
-                    policy,
-                    "more than {MAX_LOG_LINES_PER_CALL} log lines in one call; dropping the rest"
-                );
-            }
+        let within_budget = self.logged <= MAX_LOG_LINES_PER_CALL;
+        if self.logged == MAX_LOG_LINES_PER_CALL + 1 {
+            tracing::warn!(
+                target: "switchyard::policy::guest",
+                policy,
+                "more than {MAX_LOG_LINES_PER_CALL} log lines in one call; dropping the rest"
+            );
+        }
+        // An error line also goes where a trap report reads the guest's last
+        // words (budget or not: that tail is small and in memory). A guest
+        // without stdio reports its failure this way: the JS glue logs what an
+        // export threw, just before the instance traps on it.
+        let is_error = level == host::LogLevel::Error;
+        if !within_budget && !is_error {
             return;
         }
         // Escaped first, then cut: the line stays within the limit.
         let line = one_line(&message);
         let message = truncate(&line, MAX_LOG_BYTES);
+        if is_error {
+            self.output.push_line(message);
+        }
+        if !within_budget {
+            return;
+        }
         match level {
             host::LogLevel::Trace => {
                 tracing::trace!(target: "switchyard::policy::guest", policy, "{message}")
@@ -255,6 +267,34 @@ mod tests {
         assert_eq!(
             one_line("ok\nINFO forged line\r\t"),
             "ok\\nINFO forged line\\r\\t"
+        );
+    }
+
+    /// Error lines reach the trap report's tail, escaped, even past the
+    /// call's log budget; other levels do not.
+    #[test]
+    fn logged_errors_reach_the_trap_report() {
+        use host::Host as _;
+        let mut state = StoreState::new(
+            "p".into(),
+            Arc::default(),
+            Arc::new(super::super::counters::InMemoryCounters::default()),
+            1 << 20,
+            Arc::default(),
+        );
+        state.log(host::LogLevel::Error, "Uncaught Error: one\ntwo".into());
+        assert_eq!(
+            state.output.last_line().as_deref(),
+            Some("Uncaught Error: one\\ntwo")
+        );
+        for _ in 0..MAX_LOG_LINES_PER_CALL {
+            state.log(host::LogLevel::Info, "chatter".into());
+        }
+        state.log(host::LogLevel::Warn, "a warning".into());
+        state.log(host::LogLevel::Error, "Uncaught Error: late".into());
+        assert_eq!(
+            state.output.last_line().as_deref(),
+            Some("Uncaught Error: late")
         );
     }
 
