@@ -18,6 +18,7 @@ use super::catalog::Catalog;
 use super::counters::CounterStore;
 use super::engine::PolicyEngine;
 use super::error::{PolicyError, PolicyErrorKind};
+use super::log_rate::LogRate;
 use super::pool::{Instance, InstancePool, PoolStats};
 use super::request;
 use super::settings::{PolicySettings, PolicySpec};
@@ -66,6 +67,8 @@ pub struct Policy {
     running: tokio::sync::Semaphore,
     /// Set once the policy said its `observe` does nothing (`ignore-outcomes`).
     ignores_outcomes: Arc<AtomicBool>,
+    /// Its guest log lines per second, across its instances.
+    log_rate: Arc<LogRate>,
 }
 
 impl Policy {
@@ -111,6 +114,7 @@ impl Policy {
             pool: InstancePool::new(pool_size, settings.max_uses),
             running: tokio::sync::Semaphore::new(slots),
             ignores_outcomes: Arc::new(AtomicBool::new(false)),
+            log_rate: Arc::default(),
             name,
             settings,
             config,
@@ -341,6 +345,7 @@ impl Policy {
             self.counters.clone(),
             self.memory_limit,
             self.ignores_outcomes.clone(),
+            self.log_rate.clone(),
         );
         let mut store = Store::new(self.compiled.engine.wasmtime(), state);
         store.limiter(|state| &mut state.limits);

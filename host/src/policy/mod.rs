@@ -25,6 +25,7 @@ mod error;
 pub mod json;
 mod limits;
 mod loaded;
+mod log_rate;
 mod pool;
 mod request;
 pub mod samples;

@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -24,14 +25,23 @@ const TAIL_BYTES: usize = 512;
 /// A bounded tail of what the guest wrote to stdout and stderr, and of the
 /// error lines it logged, since the running call began.
 #[derive(Debug, Clone, Default)]
-pub struct OutputTail(Arc<Mutex<VecDeque<u8>>>);
+pub struct OutputTail(Arc<Tail>);
+
+#[derive(Debug, Default)]
+struct Tail {
+    bytes: Mutex<VecDeque<u8>>,
+    /// Set by every write: most calls write nothing, and then clearing the
+    /// tail before the next call takes no lock.
+    written: AtomicBool,
+}
 
 impl OutputTail {
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<u8>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.0.bytes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn push(&self, bytes: &[u8]) {
+        self.0.written.store(true, Ordering::Relaxed);
         let mut tail = self.lock();
         let keep = &bytes[bytes.len().saturating_sub(TAIL_BYTES)..];
         let overflow = (tail.len() + keep.len()).saturating_sub(TAIL_BYTES);
@@ -52,9 +62,8 @@ impl OutputTail {
 
     /// Forgets what earlier calls wrote: a trap is only about its own call.
     pub fn clear(&self) {
-        let mut tail = self.lock();
-        if !tail.is_empty() {
-            tail.clear();
+        if self.0.written.swap(false, Ordering::Relaxed) {
+            self.lock().clear();
         }
     }
 
@@ -151,7 +160,7 @@ mod tests {
             b"note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n\n",
         );
         assert_eq!(tail.last_line().as_deref(), Some("boom"));
-        assert!(tail.0.lock().unwrap().len() <= TAIL_BYTES);
+        assert!(tail.lock().len() <= TAIL_BYTES);
     }
 
     /// What componentize-py prints when `decide` raises (as measured with a
@@ -172,6 +181,17 @@ mod tests {
         );
     }
 
+    #[test]
+    fn clearing_forgets_what_earlier_calls_wrote() {
+        let tail = OutputTail::default();
+        tail.push(b"panicked in an earlier call\n");
+        tail.clear();
+        assert_eq!(tail.last_line(), None);
+        tail.clear();
+        tail.push_line("this call");
+        assert_eq!(tail.last_line().as_deref(), Some("this call"));
+    }
+
     /// What a JavaScript policy's glue logs when an export throws: a line of
     /// its own after unterminated output, its start kept when it is long.
     #[test]
@@ -189,7 +209,7 @@ mod tests {
         let last = tail.last_line().unwrap();
         assert!(last.starts_with("Uncaught Error: éé"), "{last}");
         assert!(long.starts_with(&last));
-        assert!(tail.0.lock().unwrap().len() <= TAIL_BYTES);
+        assert!(tail.lock().len() <= TAIL_BYTES);
 
         tail.clear();
         assert_eq!(tail.last_line(), None);

@@ -15,6 +15,7 @@ use super::bindings::switchyard::policy::{host, types};
 use super::catalog::Catalog;
 use super::counters::CounterStore;
 use super::limits::Limits;
+use super::log_rate::{Admit, LogRate, MAX_LOG_LINES_PER_SECOND};
 use super::request::Request;
 use super::stdio::OutputTail;
 use super::types::Candidate;
@@ -56,6 +57,8 @@ pub struct StoreState {
     pub(super) catalog: Option<Arc<Catalog>>,
     /// Set when the policy calls `ignore-outcomes`; shared by its instances.
     ignores_outcomes: Arc<AtomicBool>,
+    /// The policy's log lines per second; shared by its instances.
+    log_rate: Arc<LogRate>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -68,6 +71,7 @@ impl StoreState {
         counters: Arc<dyn CounterStore>,
         memory_limit_bytes: u64,
         ignores_outcomes: Arc<AtomicBool>,
+        log_rate: Arc<LogRate>,
     ) -> StoreState {
         let output = OutputTail::default();
         StoreState {
@@ -83,6 +87,7 @@ impl StoreState {
             candidates: Vec::new(),
             catalog: None,
             ignores_outcomes,
+            log_rate,
             table: {
                 let mut table = ResourceTable::new();
                 table.set_max_capacity(MAX_TABLE_ENTRIES);
@@ -151,13 +156,27 @@ impl host::Host for StoreState {
     fn log(&mut self, level: host::LogLevel, message: String) {
         let policy = &*self.policy;
         self.logged = self.logged.saturating_add(1);
-        let within_budget = self.logged <= MAX_LOG_LINES_PER_CALL;
-        if self.logged == MAX_LOG_LINES_PER_CALL + 1 {
-            tracing::warn!(
-                target: "switchyard::policy::guest",
-                policy,
-                "more than {MAX_LOG_LINES_PER_CALL} log lines in one call; dropping the rest"
-            );
+        let mut within_budget = self.logged <= MAX_LOG_LINES_PER_CALL;
+        if within_budget || self.logged == MAX_LOG_LINES_PER_CALL + 1 {
+            match self.log_rate.admit(Instant::now()) {
+                Admit::No => within_budget = false,
+                Admit::Yes { dropped } => {
+                    if dropped > 0 {
+                        tracing::warn!(
+                            target: "switchyard::policy::guest",
+                            policy,
+                            "dropped {dropped} log lines over {MAX_LOG_LINES_PER_SECOND} a second"
+                        );
+                    }
+                    if !within_budget {
+                        tracing::warn!(
+                            target: "switchyard::policy::guest",
+                            policy,
+                            "more than {MAX_LOG_LINES_PER_CALL} log lines in one call; dropping the rest"
+                        );
+                    }
+                }
+            }
         }
         // An error line also goes where a trap report reads the guest's last
         // words (budget or not: that tail is small and in memory). A guest
@@ -280,6 +299,7 @@ mod tests {
             Arc::default(),
             Arc::new(super::super::counters::InMemoryCounters::default()),
             1 << 20,
+            Arc::default(),
             Arc::default(),
         );
         state.log(host::LogLevel::Error, "Uncaught Error: one\ntwo".into());
