@@ -18,7 +18,7 @@
 pub mod admin;
 pub mod config;
 pub mod deadline;
-pub mod files;
+pub(crate) mod files;
 pub mod gateway;
 pub mod guests;
 pub mod policy;

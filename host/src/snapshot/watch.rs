@@ -22,9 +22,9 @@
 //!
 //! Events can be missed: a watched directory removed and made again loses its
 //! watch (and its parent may not be watched), and an event queue can overflow.
-//! So the files are also looked at every `poll` (10 s) with no event, which
-//! stats them (reading only what changed) and watches again any directory that
-//! was made anew.
+//! So the files are also looked at every `poll` (10 s) with no event: they are
+//! stat'ed (only a changed one is read), the config on disk is parsed again to
+//! follow the files it names, and any directory made anew is watched again.
 //!
 //! One task does all of this, so file-triggered reloads run one at a time and a
 //! burst of events becomes one reload. The set of watched files and directories
@@ -39,7 +39,6 @@ use std::time::{Duration, SystemTime};
 
 use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
-use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tokio::time::{Instant, timeout};
 
@@ -185,6 +184,9 @@ async fn watch<R, F>(
         files.settle(&events, &settings).await;
         let mut current = files.contents(&seen, Reuse::SameStat).await;
         if same_sums(&current, &seen) {
+            // Same contents, maybe new metadata (a `touch`): keep that, so
+            // the next look does not read the file again.
+            seen = current;
             files.refresh();
             continue;
         }
@@ -430,14 +432,11 @@ fn read_contents(files: Vec<PathBuf>, known: Contents, reuse: Reuse) -> Contents
             let entry = match known.get(&file) {
                 Some(entry) if reuse == Reuse::Always => *entry,
                 // Unchanged metadata: the same content (a later write would
-                // carry a later mtime, as the file has settled).
-                Some(entry) if stat.is_some() && entry.0 == stat => *entry,
-                _ => {
-                    let sum = crate::files::read_regular(&file, None)
-                        .ok()
-                        .map(|b| Sha256::digest(b).into());
-                    (stat, sum)
-                }
+                // carry a later mtime, as the file has settled). Not for a
+                // file that could not be read: a chmod or chown, which leaves
+                // size and mtime alone, may have made it readable.
+                Some(entry) if stat.is_some() && entry.0 == stat && entry.1.is_some() => *entry,
+                _ => (stat, crate::files::sha256_regular(&file).ok()),
             };
             (file, entry)
         })
@@ -515,6 +514,23 @@ mod tests {
         assert!(same_sums(&a, &Contents::from([entry(touched, 1)])));
         assert!(!same_sums(&a, &Contents::from([entry(None, 2)])));
         assert!(!same_sums(&a, &Contents::new()));
+    }
+
+    #[test]
+    fn an_unreadable_file_is_read_again_though_its_metadata_did_not_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key");
+        std::fs::write(&file, "sk-1").unwrap();
+        let stat = stat(&file);
+        // Last looked at while unreadable (e.g. mode 000, then chmod: same
+        // size and mtime): read now, not taken as still unreadable.
+        let known = Contents::from([(file.clone(), (stat, None))]);
+        let now = read_contents(vec![file.clone()], known, Reuse::SameStat);
+        assert!(now[&file].1.is_some());
+        // A readable one with the same metadata is not read again.
+        let known = Contents::from([(file.clone(), (stat, Some([7; 32])))]);
+        let now = read_contents(vec![file.clone()], known, Reuse::SameStat);
+        assert_eq!(now[&file].1, Some([7; 32]));
     }
 
     #[test]
