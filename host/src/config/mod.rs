@@ -543,12 +543,11 @@ impl Config {
         if dir.as_os_str().is_empty() {
             return None;
         }
-        if let Ok(rest) = dir.strip_prefix("~") {
-            let home = std::env::var_os("HOME").map(PathBuf::from);
+        if dir.starts_with("~") && std::env::var_os("HOME").is_none() {
             // No home to expand to: fall back to the default place, not `./~`.
-            return home.map(|home| home.join(rest)).or_else(default_cache_dir);
+            return default_cache_dir();
         }
-        Some(self.resolve_path(&dir))
+        Some(self.resolve_path(&expand_home(dir)))
     }
 
     /// The credential files the upstreams name (already resolved), which the

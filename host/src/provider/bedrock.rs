@@ -23,8 +23,9 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderName, Request, Response};
 use http_body_util::Full;
 
+use super::aws_keys::AwsKeys;
 use super::endpoint::{Endpoint, OperationUrls};
-use super::secret::{AuthHeader, AwsKeys};
+use super::secret::AuthHeader;
 use super::{
     ProviderConfigError, UpstreamBody, UpstreamCall, auth_name, client_for, read_key, wire,
 };

@@ -38,7 +38,7 @@ impl Endpoint {
         let authority = uri.authority().ok_or_else(|| invalid("has no host"))?;
         if authority.as_str().contains('@') {
             return Err(invalid(
-                "must not carry user info (keys come from environment variables)",
+                "must not carry user info (keys come from api_key_env or api_key_file)",
             ));
         }
         if uri.query().is_some() {

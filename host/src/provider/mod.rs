@@ -11,6 +11,7 @@
 //! - [`bedrock`]: the OpenAI-compatible endpoint, bearer key or SigV4.
 //! - [`mock`]: the simulated provider (no network).
 
+mod aws_keys;
 pub mod azure;
 pub mod bedrock;
 mod endpoint;
@@ -99,7 +100,7 @@ pub enum ProviderConfigError {
     #[error(
         "auth = \"{auth}\" needs api_key_env (an environment variable) or api_key_file holding the key"
     )]
-    NoKeyVariable {
+    NoKeySource {
         /// The authentication.
         auth: &'static str,
     },
@@ -325,7 +326,7 @@ fn read_key(
         return Ok((Secret::from_file(path)?, SecretOrigin::File(path.clone())));
     }
     let variable = up.api_key_env.as_deref().filter(|v| !v.is_empty()).ok_or(
-        ProviderConfigError::NoKeyVariable {
+        ProviderConfigError::NoKeySource {
             auth: auth_name(auth),
         },
     )?;

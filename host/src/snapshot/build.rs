@@ -89,6 +89,10 @@ pub struct SnapshotBuilder<'a> {
     pub env: &'a EnvLookup,
     /// The snapshot being replaced: unchanged policies are reused, not recompiled.
     pub previous: Option<&'a Snapshot>,
+    /// Whether an upstream whose credentials cannot be read, and whose config
+    /// is otherwise unchanged, keeps the previous snapshot's adapter (and its
+    /// credentials) instead of failing the build.
+    pub keep_stale_credentials: bool,
 }
 
 impl SnapshotBuilder<'_> {
@@ -113,10 +117,15 @@ impl SnapshotBuilder<'_> {
             let before = self
                 .previous
                 .and_then(|previous| previous.upstreams.iter().find(|old| *old.name == *up.name));
-            let unchanged = self.previous.is_some_and(|previous| {
-                let mut old = previous.config.upstreams.iter();
-                old.any(|old| old.name == up.name && old.same_adapter(up))
-            });
+            // Only a final attempt keeps stale credentials: a tentative one
+            // fails instead, and is retried while the file may still be
+            // being written (a rotation that is not one atomic rename).
+            let unchanged = self.keep_stale_credentials
+                && self.previous.is_some_and(|previous| {
+                    let mut old = previous.config.upstreams.iter();
+                    previous.config.server.connect_timeout_ms == config.server.connect_timeout_ms
+                        && old.any(|old| old.name == up.name && old.same_adapter(up))
+                });
             let (mut adapter, stale_credentials) = match (
                 ProviderAdapter::from_config(up, &config.server, self.env),
                 before,

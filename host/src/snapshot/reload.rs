@@ -98,7 +98,7 @@ impl Reloader {
     /// Builds the first snapshot; its config is the one the listeners and the
     /// engine keep until a restart.
     pub async fn initial(&self, config: Config) -> Result<Snapshot, SnapshotError> {
-        let snapshot = self.build(config, None).await?;
+        let snapshot = self.build(config, None, Attempt::Final).await?;
         let _ = self.started.set(snapshot.config.clone());
         Ok(snapshot)
     }
@@ -107,12 +107,14 @@ impl Reloader {
         &self,
         config: Config,
         previous: Option<&Snapshot>,
+        attempt: Attempt,
     ) -> Result<Snapshot, SnapshotError> {
         let builder = SnapshotBuilder {
             engine: &self.engine,
             health: &self.health,
             env: &*self.env,
             previous,
+            keep_stale_credentials: attempt == Attempt::Final,
         };
         let mut snapshot = builder.build(config, 0).await?;
         // Numbered once built, so failed attempts leave no gaps.
@@ -138,13 +140,13 @@ impl Reloader {
             Some(path) => match Config::load(path) {
                 Ok(config) => {
                     let previous = gateway.snapshot();
-                    self.build(config, Some(&previous)).await
+                    self.build(config, Some(&previous), attempt).await
                 }
                 Err(err) => Err(err.into()),
             },
             None => {
                 let previous = gateway.snapshot();
-                self.build((*previous.config).clone(), Some(&previous))
+                self.build((*previous.config).clone(), Some(&previous), attempt)
                     .await
             }
         };
