@@ -192,6 +192,49 @@ async fn sigv4_signature_verifies() {
     );
 }
 
+/// Credentials from a profile of an AWS shared credentials file sign exactly
+/// as the same ones from the environment: the verifier, given the file's
+/// secret, accepts the signature, and rejects it for any other secret.
+#[tokio::test]
+async fn sigv4_from_a_shared_credentials_file() {
+    let upstream = Upstream::start(Reply::ok_json()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("credentials");
+    std::fs::write(
+        &file,
+        format!(
+            "[default]\naws_access_key_id = AKIDOTHER\naws_secret_access_key = other\n\n\
+             [gateway]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n\
+             aws_session_token = {SESSION_TOKEN}\n"
+        ),
+    )
+    .unwrap();
+    let cfg = format!(
+        "name = \"br\"\nprovider = \"bedrock\"\nregion = \"{REGION}\"\nauth = \"sigv4\"\nendpoint = \"{}/\"\naws_credentials_file = \"{}\"\naws_profile = \"gateway\"\nmodels = {{ \"m\" = {{ model_id = \"openai.gpt-oss-120b-1:0\" }} }}",
+        upstream.url(),
+        file.display()
+    );
+    // The environment's credentials, if any, are not the ones used.
+    let env = env(&[
+        ("AWS_ACCESS_KEY_ID", "AKIDENV"),
+        ("AWS_SECRET_ACCESS_KEY", "env"),
+    ]);
+    let br = adapter(&cfg, &env);
+    let (parts, _) = Call::chat("openai.gpt-oss-120b-1:0").fetch(&br).await;
+    assert_eq!(parts.status, 200);
+    let rec = upstream.only();
+    assert_eq!(rec.header("x-amz-security-token"), Some(SESSION_TOKEN));
+    check_signature(&rec, Some(SESSION_TOKEN));
+    let other_secret = Signer {
+        secret_key: "other",
+        ..bedrock(Some(SESSION_TOKEN))
+    };
+    assert!(matches!(
+        verify(&other_secret, &rec),
+        Err(Rejected::Signature { .. })
+    ));
+}
+
 #[tokio::test]
 async fn sigv4_with_session_token() {
     let rec = signed_request(Some(SESSION_TOKEN)).await;
