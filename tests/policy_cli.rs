@@ -229,3 +229,38 @@ fn test_reports_each_case_and_fails_when_one_fails() {
     assert!(lines[2].contains("invalid-decision"), "{stdout}");
     assert_eq!(lines[3], "1 passed, 2 failed");
 }
+
+#[test]
+fn config_check_names_missing_credential_files_and_reads_none() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("present-key"), "sk-canary-present").unwrap();
+    let config = dir.path().join("gw.toml");
+    std::fs::write(
+        &config,
+        r#"[[upstream]]
+name = "a"
+provider = "openai"
+api_key_file = "present-key"
+models = { "m" = {} }
+
+[[upstream]]
+name = "b"
+provider = "azure-openai"
+endpoint = "https://b.openai.azure.com"
+auth = "entra"
+api_key_file = "tokens/missing"
+models = { "m" = { deployment = "d" } }
+"#,
+    )
+    .unwrap();
+    let out = switchyard(&["config", "check", config.to_str().unwrap()], dir.path());
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("warning: credential file")
+            && stdout.contains("tokens/missing")
+            && !stdout.contains("present-key does not exist"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("canary"), "{stdout}");
+}

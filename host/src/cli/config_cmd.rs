@@ -38,6 +38,13 @@ pub fn check(args: CheckArgs) -> ExitCode {
                     );
                 }
             }
+            // Named, never read: a check prints nothing of a credential.
+            for path in config.credential_files().filter(|path| !path.is_file()) {
+                println!(
+                    "warning: credential file {} does not exist yet",
+                    path.display()
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(err) => {
