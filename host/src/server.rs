@@ -189,6 +189,7 @@ impl crate::admin::AdminState for Server {
         metrics.retain_upstream_health(|name| snapshot.upstreams.iter().any(|u| &*u.name == name));
         for upstream in &snapshot.upstreams {
             metrics.upstream_health(&upstream.name, upstream.health.view().health.gauge_value());
+            metrics.stale_credentials(&upstream.name, upstream.stale_credentials.is_some());
         }
         metrics
     }

@@ -34,9 +34,13 @@ async fn upstream_accepting(
     .await
 }
 
-/// Starts the binary on `config` written to `dir/switchyard.toml`.
-async fn gateway(dir: &Path, config: String) -> BinaryGateway {
+/// Starts the binary on loopback ports with `upstreams` (TOML `[[upstream]]`
+/// blocks) as `dir/switchyard.toml`.
+async fn gateway(dir: &Path, upstreams: String) -> BinaryGateway {
     let path = dir.join("switchyard.toml");
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n{upstreams}"
+    );
     std::fs::write(&path, config).unwrap();
     tokio::task::spawn_blocking(move || BinaryGateway::spawn(&path, &[]))
         .await
@@ -82,8 +86,8 @@ async fn revoke_old_and_keep_serving(upstream: &Upstream, valid: &Mutex<Vec<Stri
     wait_hits(50).await;
 }
 
-/// `switchyard_policy_reloads_total{result}` (config and file reloads alike).
-async fn reloads(gateway: &BinaryGateway, result: &str) -> u64 {
+/// The value of one exact series on `/metrics`.
+async fn metric(gateway: &BinaryGateway, series: &str) -> f64 {
     let text = client()
         .get(format!("{}/metrics", gateway.admin_url()))
         .send()
@@ -92,10 +96,13 @@ async fn reloads(gateway: &BinaryGateway, result: &str) -> u64 {
         .text()
         .await
         .unwrap();
-    sample(
-        &text,
-        &format!("switchyard_policy_reloads_total{{result=\"{result}\"}}"),
-    ) as u64
+    sample(&text, series)
+}
+
+/// `switchyard_policy_reloads_total{result}` (config and file reloads alike).
+async fn reloads(gateway: &BinaryGateway, result: &str) -> u64 {
+    let series = format!("switchyard_policy_reloads_total{{result=\"{result}\"}}");
+    metric(gateway, &series).await as u64
 }
 
 /// A Secret volume's layout: `key` → `..data/key`, `..data` → a versioned
@@ -192,11 +199,7 @@ async fn a_rotated_key_file_is_used_without_a_restart_or_a_failed_request() {
     ]));
     let upstream = upstream_accepting(valid.clone(), bearer).await;
     let config = format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-
-[[upstream]]
+        r#"[[upstream]]
 name = "primary"
 provider = "openai"
 endpoint = "{url}"
@@ -226,6 +229,8 @@ models = {{ "gpt-4o-mini" = {{}} }}
         why.contains("secrets/key") && why.contains("empty"),
         "{why}"
     );
+    let stale = "switchyard_upstream_stale_credentials{upstream=\"primary\"}";
+    assert_eq!(metric(&gateway, stale).await, 1.0);
     replace_file(&other_key, "sk-other-2-canary\n");
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
@@ -247,6 +252,7 @@ models = {{ "gpt-4o-mini" = {{}} }}
     secret_volume_version(&volume, 3, "sk-second-canary");
     wait_for_credential(&upstream, &gateway, bearer, "sk-second-canary").await;
     wait_for_view(&gateway, "primary", |v| v["stale_credentials"].is_null()).await;
+    assert_eq!(metric(&gateway, stale).await, 0.0);
     revoke_old_and_keep_serving(&upstream, &valid).await;
     let traffic = traffic.stop().await;
 
@@ -265,11 +271,7 @@ async fn a_new_token_is_not_held_back_by_the_failures_of_the_expired_one() {
     let valid = Arc::new(Mutex::new(vec!["fresh-token".to_string()]));
     let upstream = upstream_accepting(valid, bearer).await;
     let config = format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-
-[[upstream]]
+        r#"[[upstream]]
 name = "azure"
 provider = "azure-openai"
 endpoint = "{}"
@@ -329,11 +331,7 @@ async fn refreshed_aws_session_credentials_are_signed_with_at_once() {
     let valid = Arc::new(Mutex::new(vec!["ASIAFIRST token-one".to_string()]));
     let upstream = upstream_accepting(valid.clone(), aws_identity).await;
     let config = format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-
-[[upstream]]
+        r#"[[upstream]]
 name = "bedrock"
 provider = "bedrock"
 region = "eu-central-1"
@@ -383,11 +381,7 @@ async fn a_credentials_directory_removed_and_made_again_is_followed() {
     ]));
     let upstream = upstream_accepting(valid, bearer).await;
     let config = format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-
-[[upstream]]
+        r#"[[upstream]]
 name = "primary"
 provider = "openai"
 endpoint = "{}"

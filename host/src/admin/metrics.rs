@@ -81,6 +81,7 @@ pub struct Metrics {
     tokens: Series<Counter, 3>,
     cost: Series<CostCounter, 3>,
     upstream_health: Series<HealthGauge, 1>,
+    stale_credentials: Series<HealthGauge, 1>,
     observe_dropped: Counter,
 }
 
@@ -121,6 +122,7 @@ impl Metrics {
         let tokens = Series::new(["upstream", "model", "direction"]);
         let cost = Series::new(["upstream", "model", "tenant"]);
         let upstream_health = Series::new(["upstream"]);
+        let stale_credentials = Series::new(["upstream"]);
         let observe_dropped = Counter::default();
         let build_info: Series<Gauge, 1> = Series::new(["version"]);
 
@@ -185,6 +187,11 @@ impl Metrics {
             upstream_health.clone(),
         );
         registry.register(
+            "switchyard_upstream_stale_credentials",
+            "1 while an upstream serves with its previous credentials because its new ones could not be read",
+            stale_credentials.clone(),
+        );
+        registry.register(
             "switchyard_observe_dropped",
             "Policy observe outcomes dropped because the observe queue was full",
             observe_dropped.clone(),
@@ -213,6 +220,7 @@ impl Metrics {
             tokens,
             cost,
             upstream_health,
+            stale_credentials,
             observe_dropped,
         }
     }
@@ -296,10 +304,19 @@ impl Metrics {
         self.upstream_health.with([upstream], |g| g.set(value));
     }
 
-    /// Forgets the health gauge of every upstream `current` refuses: one a
-    /// reload removed must not keep reporting its last state.
+    /// Sets whether an upstream serves with stale credentials (see
+    /// [`crate::snapshot::UpstreamEntry::stale_credentials`]).
+    pub fn stale_credentials(&self, upstream: &str, stale: bool) {
+        self.stale_credentials
+            .with([upstream], |g| g.set(i64::from(stale)));
+    }
+
+    /// Forgets the health and credential gauges of every upstream `current`
+    /// refuses: one a reload removed must not keep reporting its last state.
     pub fn retain_upstream_health(&self, current: impl Fn(&str) -> bool) {
         self.upstream_health.retain(|[upstream]| current(upstream));
+        self.stale_credentials
+            .retain(|[upstream]| current(upstream));
     }
 
     /// Counts a policy outcome dropped because the observe queue was full.
