@@ -122,9 +122,12 @@ impl SnapshotBuilder<'_> {
             // being written (a rotation that is not one atomic rename).
             let unchanged = self.keep_stale_credentials
                 && self.previous.is_some_and(|previous| {
-                    let mut old = previous.config.upstreams.iter();
-                    previous.config.server.connect_timeout_ms == config.server.connect_timeout_ms
-                        && old.any(|old| old.name == up.name && old.same_adapter(up))
+                    let was = &previous.config;
+                    was.server.connect_timeout_ms == config.server.connect_timeout_ms
+                        && was
+                            .upstreams
+                            .iter()
+                            .any(|old| old.name == up.name && old.same_adapter(up))
                 });
             let (mut adapter, stale_credentials) = match (
                 ProviderAdapter::from_config(up, &config.server, self.env),
