@@ -135,7 +135,7 @@ impl Metrics {
         );
         registry.register(
             "switchyard_upstream_attempts",
-            "Upstream attempts by outcome: success, client-error, rate-limited, server-error, refused, not-found, timeout, connect-error, broken",
+            "Upstream attempts by outcome: success, client-error, rate-limited, server-error, refused, not-found, timeout, connect-error, request-error, broken",
             attempts.clone(),
         );
         registry.register(
@@ -246,7 +246,7 @@ impl Metrics {
 
     /// Counts one upstream attempt; `outcome` is one of `success`, `client-error`,
     /// `rate-limited`, `server-error`, `refused`, `not-found`, `timeout`,
-    /// `connect-error`, `broken`.
+    /// `connect-error`, `request-error`, `broken`.
     pub fn attempt(&self, upstream: &str, outcome: &str) {
         self.attempts.with([upstream, outcome], |c| c.inc());
     }

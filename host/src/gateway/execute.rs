@@ -12,7 +12,7 @@ use super::outcome::ServingAttempt;
 use super::request_view::RequestView;
 use super::response::GatewayError;
 use crate::admin::Metrics;
-use crate::provider::{AttemptError, Operation, UpstreamBody, UpstreamCall};
+use crate::provider::{AttemptError, AttemptErrorKind, Operation, UpstreamBody, UpstreamCall};
 use crate::snapshot::{Serving, Snapshot};
 use crate::upstream::health::{AttemptOutcome, retry_after};
 
@@ -42,7 +42,7 @@ impl Fallback {
 
     fn allows(self, failure: &Failure) -> bool {
         match failure {
-            Failure::Connect => self.connect_error,
+            Failure::Connect | Failure::Request => self.connect_error,
             Failure::Timeout => self.timeout,
             Failure::RateLimited(_) => self.rate_limited,
             Failure::ServerError(_) | Failure::Refused(_) | Failure::NotFound | Failure::Broken => {
@@ -56,6 +56,11 @@ impl Fallback {
 #[derive(Debug)]
 enum Failure {
     Connect,
+    /// The gateway could not build or sign the request for this upstream
+    /// (nothing was sent). Allowed by `connect-error`, like a connection that
+    /// never opened, but labelled apart: it is a config or credential fault,
+    /// not the network's.
+    Request,
     Timeout,
     RateLimited(Option<std::time::Duration>),
     ServerError(StatusCode),
@@ -75,6 +80,9 @@ impl Failure {
     fn health(&self) -> AttemptOutcome {
         match self {
             Failure::Connect => AttemptOutcome::ConnectError,
+            // Every request to it will fail the same way until the config or
+            // its credentials change: count it against its health.
+            Failure::Request => AttemptOutcome::ServerError,
             Failure::Timeout => AttemptOutcome::Timeout,
             Failure::RateLimited(retry_after) => AttemptOutcome::RateLimited {
                 retry_after: *retry_after,
@@ -92,6 +100,7 @@ impl Failure {
     fn label(&self) -> &'static str {
         match self {
             Failure::Connect => "connect-error",
+            Failure::Request => "request-error",
             Failure::Timeout => "timeout",
             Failure::RateLimited(_) => "rate-limited",
             Failure::ServerError(_) => "server-error",
@@ -221,7 +230,20 @@ pub async fn execute(attempt: Attempt<'_>) -> Result<Committed, GatewayError> {
         };
         let failure = match tokio::time::timeout_at(deadline, upstream.adapter.send(call)).await {
             Err(_) => Failure::Timeout,
-            Ok(Err(err)) => classify(&err),
+            Ok(Err(err)) => {
+                let failure = classify(&err);
+                if let Failure::Request = failure {
+                    // A config or credential fault the operator must see; the
+                    // error carries no secret.
+                    tracing::warn!(
+                        request_id = attempt.request_id,
+                        upstream = &*upstream.name,
+                        error = %err,
+                        "could not build the upstream request"
+                    );
+                }
+                failure
+            }
             Ok(Ok(response)) => {
                 let status = response.status();
                 upstream.health.observe_headers(response.headers());
@@ -280,13 +302,14 @@ pub async fn execute(attempt: Attempt<'_>) -> Result<Committed, GatewayError> {
     Err(exhausted(attempt.snapshot, &failures))
 }
 
-/// A failure before anything reached the upstream (connect, or a request that
-/// could not be built) counts as a connect error; one after as a broken attempt.
+/// The failure an adapter's error reports: a connection that never opened, a
+/// request that could not be built, or a connection that broke after the
+/// request went out.
 fn classify(err: &AttemptError) -> Failure {
-    if err.is_retry_safe() {
-        Failure::Connect
-    } else {
-        Failure::Broken
+    match err.kind() {
+        AttemptErrorKind::Connect => Failure::Connect,
+        AttemptErrorKind::Request => Failure::Request,
+        AttemptErrorKind::Broken => Failure::Broken,
     }
 }
 
@@ -324,6 +347,9 @@ fn exhausted(snapshot: &Snapshot, failures: &[(usize, Failure)]) -> GatewayError
     }
     let detail = match last {
         Failure::Connect => format!("could not connect to {name}"),
+        Failure::Request => {
+            format!("the gateway could not build the request for {name}; its log says why")
+        }
         Failure::Timeout => format!("{name} did not answer in time"),
         Failure::RateLimited(_) => format!("{name} is rate-limited"),
         Failure::ServerError(status) => format!("{name} answered {}", status.as_u16()),
@@ -342,5 +368,49 @@ fn exhausted(snapshot: &Snapshot, failures: &[(usize, Failure)]) -> GatewayError
         GatewayError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", message)
     } else {
         GatewayError::new(StatusCode::BAD_GATEWAY, "upstream_error", message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(kind: AttemptErrorKind) -> AttemptError {
+        let (host, detail) = ("up.example".to_string(), "d".to_string());
+        match kind {
+            AttemptErrorKind::Request => AttemptError::Request { host, detail },
+            AttemptErrorKind::Broken => AttemptError::Broken { host, detail },
+            AttemptErrorKind::Connect => AttemptError::Connect {
+                host,
+                cause: crate::provider::ConnectCause::Refused,
+                detail,
+            },
+        }
+    }
+
+    #[test]
+    fn a_request_that_could_not_be_built_is_its_own_outcome_and_falls_back_as_a_connect_error() {
+        let failure = classify(&error(AttemptErrorKind::Request));
+        assert_eq!(failure.label(), "request-error");
+        assert_eq!(failure.health(), AttemptOutcome::ServerError);
+        let only_connect = Fallback {
+            connect_error: true,
+            timeout: false,
+            rate_limited: false,
+            server_error: false,
+        };
+        assert!(only_connect.allows(&failure));
+        assert!(
+            !Fallback {
+                connect_error: false,
+                ..Fallback::ALL
+            }
+            .allows(&failure)
+        );
+        assert_eq!(
+            classify(&error(AttemptErrorKind::Connect)).label(),
+            "connect-error"
+        );
+        assert_eq!(classify(&error(AttemptErrorKind::Broken)).label(), "broken");
     }
 }
