@@ -14,6 +14,7 @@
 //! - [`admin`]: the admin listener, metrics and admin API.
 //! - [`config`]: the TOML configuration.
 //! - [`deadline`]: timeouts that arm a timer only for work still pending.
+//! - [`headers`]: the credential and hop-by-hop header names every boundary keeps out.
 
 pub mod admin;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod deadline;
 pub(crate) mod files;
 pub mod gateway;
 pub mod guests;
+pub mod headers;
 pub mod policy;
 pub mod provider;
 pub mod server;

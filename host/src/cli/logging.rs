@@ -119,10 +119,12 @@ impl<W: Write> Write for RedactingWriter<W> {
 const REDACTED: &[u8] = b"[redacted]";
 
 /// Names whose value (after `:` or `=`) is a secret. Matched case-insensitively,
-/// anywhere (so `X-Amz-Signature=` is covered by `signature`).
-const SECRET_NAMES: [&[u8]; 5] = [
+/// anywhere (so `X-Amz-Signature=` is covered by `signature`, and every name in
+/// [`switchyard::headers::CREDENTIAL`] by one of these: a test checks).
+const SECRET_NAMES: [&[u8]; 6] = [
     b"authorization",
     b"api-key",
+    b"cookie",
     b"api_key",
     b"x-amz-security-token",
     b"signature",
@@ -292,6 +294,20 @@ mod tests {
 
     fn redacted(line: &str) -> String {
         String::from_utf8(redact(line.as_bytes()).into_owned()).unwrap()
+    }
+
+    #[test]
+    fn every_credential_header_is_redacted() {
+        for name in switchyard::headers::CREDENTIAL {
+            for line in [
+                format!("{name}: s3cr3t-value"),
+                format!("{{\"{name}\":\"s3cr3t value\"}}"),
+                format!("headers={{\"{name}\": \"s3cr3t\"}}"),
+            ] {
+                let out = redacted(&line);
+                assert!(!out.contains("s3cr3t"), "{name}: {line} -> {out}");
+            }
+        }
     }
 
     #[test]

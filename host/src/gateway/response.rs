@@ -11,7 +11,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 
 use super::stream::ResponseStream;
-use crate::provider::wire::connection_tokens;
+use crate::headers::{connection_tokens, is_hop_by_hop};
 
 /// Name of the header naming the upstream that served the response.
 pub const UPSTREAM_HEADER: HeaderName = HeaderName::from_static("x-switchyard-upstream");
@@ -193,22 +193,6 @@ fn count_value(n: u32) -> HeaderValue {
         Some(digit) => HeaderValue::from_static(digit),
         None => HeaderValue::from(n),
     }
-}
-
-/// Headers that describe one hop and must not be forwarded either way.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "transfer-encoding"
-            | "te"
-            | "trailer"
-            | "upgrade"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-    )
 }
 
 /// Upstream response headers that describe the gateway's own account or

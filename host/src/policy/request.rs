@@ -72,16 +72,8 @@ impl Request {
     }
 }
 
-/// Client headers a policy never sees: credentials (nor does an upstream: see
-/// `provider::wire`). Names, not strings: comparing names skips parsing and
-/// lower-casing each one.
-pub const CREDENTIAL_HEADERS: [HeaderName; 5] = [
-    http::header::AUTHORIZATION,
-    HeaderName::from_static("api-key"),
-    HeaderName::from_static("x-api-key"),
-    http::header::COOKIE,
-    http::header::PROXY_AUTHORIZATION,
-];
+/// Client headers a policy never sees: credentials ([`crate::headers::CREDENTIAL`]).
+pub const CREDENTIAL_HEADERS: [HeaderName; 5] = crate::headers::CREDENTIAL;
 
 /// A request's headers as policies see them: (name, value) pairs in order,
 /// names lower-case as `http` keeps them.

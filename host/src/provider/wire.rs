@@ -9,34 +9,23 @@ use http_body_util::{BodyExt, Full};
 
 use super::secret::AuthHeader;
 use super::{UpstreamBody, UpstreamCall};
+use crate::headers::{connection_tokens, is_credential, is_hop_by_hop};
 use crate::upstream::{BodyError, ResponseBody};
 
-/// Client headers never sent upstream: credentials, hop-by-hop headers, headers
-/// the adapter sets itself, `accept-encoding` (the gateway reads `usage` from
-/// the response body, so it must arrive uncompressed), and the OpenAI account
-/// headers: the gateway's key decides the organization and project, and the
-/// official SDK sends the client's own (`OPENAI_ORG_ID`, `OPENAI_PROJECT_ID`),
-/// which would not match it.
-const NEVER_FORWARDED: [&str; 22] = [
-    "authorization",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "api-key",
-    "x-api-key",
-    "cookie",
+/// Client headers never sent upstream besides credentials and hop-by-hop
+/// headers ([`crate::headers`]): headers the adapter sets itself,
+/// `accept-encoding` (the gateway reads `usage` from the response body, so it
+/// must arrive uncompressed), `expect`, and the OpenAI account headers: the
+/// gateway's key decides the organization and project, and the official SDK
+/// sends the client's own (`OPENAI_ORG_ID`, `OPENAI_PROJECT_ID`), which would
+/// not match it.
+const NEVER_FORWARDED: [&str; 9] = [
     "host",
     "content-length",
     "content-type",
     "accept",
     "accept-encoding",
     "x-request-id",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
     "expect",
     "openai-organization",
     "openai-project",
@@ -49,22 +38,12 @@ const NEVER_FORWARDED_PREFIXES: [&str; 2] = ["x-amz-", "x-switchyard-"];
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 fn forwardable(name: &HeaderName) -> bool {
+    if is_credential(name) || is_hop_by_hop(name) {
+        return false;
+    }
     let name = name.as_str();
     !NEVER_FORWARDED.contains(&name)
         && !NEVER_FORWARDED_PREFIXES.iter().any(|p| name.starts_with(p))
-}
-
-/// The header names a message's `Connection` header lists (its values as
-/// `headers.get_all(CONNECTION)`): those headers describe one hop and go no
-/// further, in either direction (RFC 9110 §7.6.1).
-pub(crate) fn connection_tokens<'a>(
-    connection: &GetAll<'a, HeaderValue>,
-) -> impl Iterator<Item = &'a str> {
-    connection
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
 }
 
 /// Whether the client's `Connection` header lists `name`.
@@ -114,6 +93,16 @@ pub(crate) fn box_response(response: Response<ResponseBody>) -> Response<Upstrea
 mod tests {
     use super::*;
     use crate::provider::Operation;
+
+    #[test]
+    fn no_credential_or_hop_by_hop_header_goes_upstream() {
+        for name in crate::headers::CREDENTIAL
+            .iter()
+            .chain(&crate::headers::HOP_BY_HOP)
+        {
+            assert!(!forwardable(name), "{name}");
+        }
+    }
 
     #[test]
     fn only_harmless_client_headers_go_upstream() {
