@@ -104,3 +104,47 @@ async fn one_json_access_line_per_request_and_no_secrets() {
     let sent = received[0].header("authorization").unwrap();
     assert!(!logs.contains(sent), "the upstream authorization leaked");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_model_cannot_forge_or_flood_text_log_lines() {
+    let upstream = Upstream::start(steady_reply).await;
+    let gw = spawn_with_args(
+        BinaryConfig {
+            upstream: upstream.url(),
+            ..BinaryConfig::default()
+        },
+        &[("RUST_LOG", "info")],
+        &[],
+    );
+    let forged = format!(
+        "x\nFORGED INFO switchyard::access: request finished status=200\r{}",
+        "a".repeat(200_000)
+    );
+    let res = client()
+        .post(format!("{}/v1/chat/completions", gw.url()))
+        .bearer_auth(CLIENT_KEY)
+        .header("x-request-id", "ops-forged")
+        .json(&chat(&forged))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let body = res.text().await.unwrap();
+    assert!(body.len() < 1_000, "the error echoes the whole model: {} bytes", body.len());
+
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !gw.logs().contains("ops-forged") && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let logs = gw.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("ops-forged"))
+        .unwrap_or_else(|| panic!("no access line:\n{logs}"));
+    assert!(line.contains(r"model=x\nFORGED"), "{line}");
+    assert!(line.len() < 1_000, "{} bytes in one log line", line.len());
+    assert!(
+        !logs.lines().any(|l| l.starts_with("FORGED")),
+        "a forged line:\n{logs}"
+    );
+}

@@ -13,6 +13,7 @@
 //! [`response`] holds the error shape and the `x-switchyard-*` headers.
 
 pub mod auth;
+pub mod client_text;
 pub mod execute;
 pub mod listener;
 pub mod outcome;
@@ -31,6 +32,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use tokio::time::Instant;
 
+use self::client_text::ClientText;
 use self::execute::{Attempt, Fallback, execute};
 use self::outcome::{Ending, OutcomeSink, PendingOutcome};
 use self::request_view::{BodyError, RequestView, read_bounded};
@@ -158,7 +160,10 @@ impl Gateway {
         else {
             return Err(GatewayError::no_route(
                 StatusCode::NOT_FOUND,
-                format!("no route serves model {:?} on {path}", view.model()),
+                format!(
+                    "no route serves model \"{}\" on {path}",
+                    ClientText(view.model())
+                ),
             ));
         };
         ctx.route = Some(route_index);
@@ -182,8 +187,8 @@ impl Gateway {
                 StatusCode::NOT_FOUND,
                 "model_not_found",
                 format!(
-                    "no upstream serves model {:?} for {}",
-                    view.model(),
+                    "no upstream serves model \"{}\" for {}",
+                    ClientText(view.model()),
                     operation.path()
                 ),
             ));

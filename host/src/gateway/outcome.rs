@@ -9,6 +9,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::client_text::ClientText;
 use crate::admin::Metrics;
 use crate::policy::types::Outcome;
 use crate::snapshot::Snapshot;
@@ -216,7 +217,7 @@ impl PendingOutcome {
             tenant = self.tenant.as_deref().unwrap_or("-"),
             route = route_name,
             policy,
-            model = %self.model,
+            model = %ClientText(&self.model),
             upstream = upstream_name.unwrap_or("-"),
             attempts = self.attempts,
             status = self.status,
