@@ -25,11 +25,11 @@
 //!   above it;
 //! - **healthy** otherwise.
 //!
-//! A success (or a 4xx other than 429, 401 and 403, which says the upstream
-//! works; a 404 for a missing model counts so too, since health is kept per
-//! upstream and its other models may be fine) ends a failure streak and an
-//! unhealthy cooldown. A rate-limit cooldown is the
-//! provider's own instruction and runs its course.
+//! A success ends a failure streak and an unhealthy cooldown. A 4xx other than
+//! 429, 401 and 403 (the request's fault, or for a 404 one model's config)
+//! counts neither way: bad requests can neither trip an upstream nor clear
+//! what real traffic recorded. A rate-limit cooldown is the provider's own
+//! instruction and runs its course.
 //!
 //! The registry outlives config reloads, so an upstream keeps its history when a
 //! new snapshot is installed.
@@ -50,8 +50,10 @@ pub use super::retry_after::{
 pub enum AttemptOutcome {
     /// A 2xx/3xx answer.
     Success,
-    /// A 4xx other than 429, 401 and 403: the upstream works (the request, or
-    /// for a 404 one model's config, was at fault).
+    /// A 4xx other than 429, 401 and 403: the request (or, for a 404, one
+    /// model's config) was at fault. Says nothing of the upstream's health
+    /// either way, so a client sending bad requests can neither trip an
+    /// upstream nor clear the failures real traffic recorded.
     ClientError,
     /// A 429, with the wait the upstream asked for.
     RateLimited {
@@ -290,7 +292,8 @@ impl UpstreamHealth {
         let s = &self.settings;
         let now_ms = self.ms(now);
         match outcome {
-            AttemptOutcome::Success | AttemptOutcome::ClientError => {
+            AttemptOutcome::ClientError => {}
+            AttemptOutcome::Success => {
                 self.error_rate.ewma(0.0, s.error_rate_alpha);
                 self.observe_latency(latency);
                 self.consecutive_failures.store(0, Ordering::Relaxed);

@@ -177,6 +177,26 @@ fn client_errors_are_not_failures() {
 }
 
 #[test]
+fn client_errors_do_not_clear_failures_either() {
+    let h = health();
+    let t0 = Instant::now();
+    h.record_at(AttemptOutcome::ServerError, MS, t0);
+    h.record_at(AttemptOutcome::ServerError, MS, t0);
+    let rate = h.view_at(t0).error_rate;
+    // Bad requests between real failures: the third failure still trips it.
+    for _ in 0..10 {
+        h.record_at(AttemptOutcome::ClientError, MS, t0);
+    }
+    assert_eq!(h.view_at(t0).error_rate, rate);
+    h.record_at(AttemptOutcome::ServerError, MS, t0);
+    let view = h.view_at(t0);
+    assert_eq!(view.health, HealthState::Unhealthy, "{view:?}");
+    // … and a bad request during the cooldown does not end it.
+    h.record_at(AttemptOutcome::ClientError, MS, t0);
+    assert_eq!(h.view_at(t0).health, HealthState::Unhealthy);
+}
+
+#[test]
 fn error_rate_degrades_and_recovers() {
     let h = health();
     let t0 = Instant::now();
