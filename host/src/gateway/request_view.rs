@@ -42,6 +42,10 @@ pub enum BodyError {
     MissingModel(&'static str),
 }
 
+/// How much of a declared `content-length` is reserved before any of it arrives;
+/// a larger body grows the buffer as its bytes come.
+const RESERVE_AHEAD: u64 = 64 * 1024;
+
 /// Reads a request body, refusing it as soon as it passes `limit` bytes (whether
 /// the client declared a `content-length` or streams it chunked).
 pub async fn read_bounded<B>(
@@ -57,7 +61,9 @@ where
         return Err(BodyError::TooLarge { limit });
     }
     let mut body = std::pin::pin!(body);
-    let capacity = declared_len.unwrap_or(0).min(limit) as usize;
+    // Room for the declared length, but not for more than arrives: a client that
+    // declares 10 MiB and sends nothing must not hold 10 MiB until it times out.
+    let capacity = declared_len.unwrap_or(0).min(limit).min(RESERVE_AHEAD) as usize;
     let mut buf = BytesMut::with_capacity(capacity);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
