@@ -186,8 +186,13 @@ fn check_upstreams(c: &Checker, upstreams: &[UpstreamConfig]) -> Result<(), Conf
     let mut names = HashSet::new();
     for up in upstreams {
         let at = |field: &str| format!("upstream \"{}\".{field}", up.name);
-        if up.name.is_empty() {
-            return Err(c.fail(up.line, "upstream.name", "must not be empty"));
+        // Names go into the x-switchyard-upstream header and metric labels.
+        if !is_plain_name(&up.name) {
+            return Err(c.fail(
+                up.line,
+                "upstream.name",
+                format!("{:?}: must be letters, digits, '-', '_' or '.'", up.name),
+            ));
         }
         if !names.insert(up.name.as_str()) {
             return Err(c.fail(up.line, at("name"), "another upstream has this name"));
@@ -349,13 +354,21 @@ fn check_credential_sources(
     Ok(())
 }
 
+/// A name that reads the same in a header, a metric label and a log line:
+/// letters, digits, `-`, `_` and `.`, at least one.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 fn check_policies(c: &Checker, config: &Config) -> Result<(), ConfigError> {
     let mut names = HashSet::new();
     for policy in &config.policies {
         let at = |field: &str| format!("policy \"{}\".{field}", policy.name);
         // Names go into the x-switchyard-policy header and metric labels.
-        let name_ok = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
-        if policy.name.is_empty() || !policy.name.bytes().all(name_ok) {
+        if !is_plain_name(&policy.name) {
             return Err(c.fail(
                 policy.line,
                 "policy.name",

@@ -71,7 +71,7 @@ models = { "gpt-4o" = {} }
 }
 
 #[test]
-fn policy_names_and_route_header_names_are_checked() {
+fn upstream_and_policy_names_and_route_header_names_are_checked() {
     let toml = r#"
 [[policy]]
 name = "coût"
@@ -79,6 +79,13 @@ file = "p.wasm"
 "#;
     let err = Config::parse(toml, None).unwrap_err().to_string();
     assert!(err.contains("policy.name"), "{err}");
+    for bad in ["azure east", "azure\\u000aeast", ""] {
+        let toml = format!(
+            "[[upstream]]\nname = \"{bad}\"\nprovider = \"mock\"\nmodels = {{ m = {{}} }}\n"
+        );
+        let err = Config::parse(&toml, None).unwrap_err().to_string();
+        assert!(err.contains("upstream.name"), "{bad:?}: {err}");
+    }
     let toml = r#"
 [[route]]
 name = "r"
