@@ -46,6 +46,14 @@ async fn one_json_access_line_per_request_and_no_secrets() {
     };
     assert_eq!(send("ops-ok", CLIENT_KEY, "gpt-4o-mini").await, 200);
     assert_eq!(send("ops-unknown", CLIENT_KEY, "nope").await, 404);
+    let models = http
+        .get(format!("{}/v1/models", gw.url()))
+        .bearer_auth(CLIENT_KEY)
+        .header("x-request-id", "ops-models")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(models.status(), 200);
     let bad_key = "sk-wrong-key-7777";
     assert_eq!(send("ops-badkey", bad_key, "gpt-4o-mini").await, 401);
 
@@ -83,6 +91,9 @@ async fn one_json_access_line_per_request_and_no_secrets() {
         (&unknown[0]["status"], &unknown[0]["upstream"]),
         (&404.into(), &"-".into())
     );
+    let models = access_lines(&logs, "ops-models");
+    assert_eq!(models.len(), 1, "{logs}");
+    assert_eq!(models[0]["status"], 200);
     let bad = access_lines(&logs, "ops-badkey");
     assert_eq!(bad.len(), 1, "{logs}");
     assert_eq!(
@@ -130,7 +141,11 @@ async fn a_clients_model_cannot_forge_or_flood_text_log_lines() {
         .unwrap();
     assert_eq!(res.status(), 404);
     let body = res.text().await.unwrap();
-    assert!(body.len() < 1_000, "the error echoes the whole model: {} bytes", body.len());
+    assert!(
+        body.len() < 1_000,
+        "the error echoes the whole model: {} bytes",
+        body.len()
+    );
 
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     while !gw.logs().contains("ops-forged") && tokio::time::Instant::now() < deadline {

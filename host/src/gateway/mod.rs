@@ -308,6 +308,9 @@ impl Gateway {
             HeaderValue::from_static("application/json"),
         );
         stamp(response.headers_mut(), &ctx.stamp(None));
+        // Logged and counted like every other request.
+        ctx.pending(self.outcomes.clone(), StatusCode::OK.as_u16())
+            .finish(None, Ending::Complete);
         response
     }
 }
