@@ -43,6 +43,7 @@ policies = []
 struct Answer {
     status: u16,
     upstream: Option<String>,
+    policy: Option<String>,
     attempts: String,
     retry_after: Option<String>,
     json: Value,
@@ -60,9 +61,10 @@ async fn ask(gw: &TestGateway) -> Answer {
             .get(name)
             .map(|v| v.to_str().unwrap().to_string())
     };
-    let (status, upstream, attempts, retry_after) = (
+    let (status, upstream, policy, attempts, retry_after) = (
         res.status().as_u16(),
         header("x-switchyard-upstream"),
+        header("x-switchyard-policy"),
         header("x-switchyard-attempts").unwrap_or_default(),
         header("retry-after"),
     );
@@ -70,6 +72,7 @@ async fn ask(gw: &TestGateway) -> Answer {
     Answer {
         status,
         upstream,
+        policy,
         attempts,
         retry_after,
         json,
@@ -83,6 +86,8 @@ async fn falls_back_from(failing: Reply) {
     let answer = ask(&gw).await;
     assert_eq!(answer.status, 200, "{}", answer.json);
     assert_eq!(answer.upstream.as_deref(), Some("second"));
+    // A route without policies says so: the header is there, empty.
+    assert_eq!(answer.policy.as_deref(), Some(""));
     assert_eq!(answer.attempts, "2");
     assert_eq!(bad.hits(), 1);
     assert_eq!(good.hits(), 1);

@@ -103,10 +103,9 @@ impl Chain {
             .join(",");
         // Config validation keeps policy names to letters, digits, '-', '_' and
         // '.', and hashes are hex, so the value parses; a policy loaded by other
-        // means with another name gets no header rather than a broken one.
-        let stamp = (!header.is_empty())
-            .then(|| HeaderValue::from_str(&header).ok())
-            .flatten();
+        // means with another name gets no header rather than a broken one. An
+        // empty chain says so with an empty value.
+        let stamp = HeaderValue::from_str(&header).ok();
         Chain {
             stages,
             header,
@@ -124,8 +123,8 @@ impl Chain {
         &self.header
     }
 
-    /// [`Chain::header_value`] made into a header value once; `None` for an
-    /// empty chain.
+    /// [`Chain::header_value`] made into a header value once (empty for an
+    /// empty chain).
     pub fn stamp(&self) -> Option<&HeaderValue> {
         self.stamp.as_ref()
     }
