@@ -196,6 +196,17 @@ async fn all_rate_limited_is_429_with_retry_after() {
 }
 
 #[tokio::test]
+async fn a_clients_retry_after_is_capped_where_the_gateways_cooldown_is() {
+    let day = || Reply::error(429, vec![("retry-after", "86400".into())]);
+    let (a, b) = (Upstream::always(day()).await, Upstream::always(day()).await);
+    let gw = gateway(&a.url(), &b.url()).await;
+    let answer = ask(&gw).await;
+    assert_eq!(answer.status, 429);
+    // The gateway tries them again after 300 s (the cooldown's cap) anyway.
+    assert_eq!(answer.retry_after.as_deref(), Some("300"));
+}
+
+#[tokio::test]
 async fn all_server_errors_is_502() {
     let a = Upstream::always(Reply::error(500, vec![])).await;
     let b = Upstream::always(Reply::error(503, vec![])).await;

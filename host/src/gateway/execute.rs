@@ -336,7 +336,15 @@ fn exhausted(snapshot: &Snapshot, failures: &[(usize, Failure)]) -> GatewayError
             .flatten()
             .min()
             .copied()
-            .unwrap_or_default();
+            .unwrap_or_default()
+            // The gateway tries an upstream again after this at the latest,
+            // whatever it asked for; so may the client.
+            .min(
+                snapshot.upstreams[*last_upstream]
+                    .health
+                    .settings()
+                    .max_rate_limit_cooldown,
+            );
         let mut err = GatewayError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
