@@ -173,7 +173,7 @@ pub struct Committed {
 }
 
 /// One request's inputs to plan execution.
-pub struct Attempt<'a> {
+pub struct PlanRun<'a> {
     /// The snapshot serving the request.
     pub snapshot: &'a Snapshot,
     /// The plan's targets, in order.
@@ -198,35 +198,34 @@ pub struct Attempt<'a> {
 }
 
 /// Runs the plan: the committed response, or the error for the client.
-pub async fn execute(attempt: Attempt<'_>) -> Result<Committed, GatewayError> {
+pub async fn execute(run: PlanRun<'_>) -> Result<Committed, GatewayError> {
     let mut failures: Vec<(usize, Failure)> = Vec::new();
-    for (index, serving) in attempt.targets.iter().enumerate() {
-        *attempt.made = index as u32 + 1;
-        let upstream = &attempt.snapshot.upstreams[serving.upstream];
+    for (index, serving) in run.targets.iter().enumerate() {
+        *run.made = index as u32 + 1;
+        let upstream = &run.snapshot.upstreams[serving.upstream];
         if index > 0 {
-            attempt.metrics.fallback();
+            run.metrics.fallback();
         }
         let in_flight = upstream.health.start_attempt();
         let sent = Instant::now();
         // A non-streamed completion's first byte comes with its last.
-        let whole_answer =
-            attempt.operation == Operation::ChatCompletions && !attempt.view.streaming();
+        let whole_answer = run.operation == Operation::ChatCompletions && !run.view.streaming();
         let deadline = sent
             + if whole_answer {
                 upstream.response_timeout
             } else {
                 upstream.first_byte_timeout
             };
-        let usage_added = attempt.operation == Operation::ChatCompletions
-            && attempt.view.adds_usage_request()
+        let usage_added = run.operation == Operation::ChatCompletions
+            && run.view.adds_usage_request()
             && upstream.adds_stream_usage;
         let call = UpstreamCall {
-            operation: attempt.operation,
+            operation: run.operation,
             upstream_model: &serving.upstream_model,
-            body: attempt.view.body_for(&serving.upstream_model, usage_added),
-            streaming: attempt.view.streaming(),
-            headers: attempt.headers,
-            request_id: attempt.request_id,
+            body: run.view.body_for(&serving.upstream_model, usage_added),
+            streaming: run.view.streaming(),
+            headers: run.headers,
+            request_id: run.request_id,
         };
         let failure = match tokio::time::timeout_at(deadline, upstream.adapter.send(call)).await {
             Err(_) => Failure::Timeout,
@@ -236,7 +235,7 @@ pub async fn execute(attempt: Attempt<'_>) -> Result<Committed, GatewayError> {
                     // A config or credential fault the operator must see; the
                     // error carries no secret.
                     tracing::warn!(
-                        request_id = attempt.request_id,
+                        request_id = run.request_id,
                         upstream = &*upstream.name,
                         error = %err,
                         "could not build the upstream request"
@@ -263,13 +262,13 @@ pub async fn execute(attempt: Attempt<'_>) -> Result<Committed, GatewayError> {
                                 ("success", AttemptOutcome::Success)
                             };
                             let now = Instant::now();
-                            attempt.metrics.attempt(&upstream.name, outcome.0);
+                            run.metrics.attempt(&upstream.name, outcome.0);
                             return Ok(Committed {
                                 target: index,
                                 parts,
                                 first,
                                 body,
-                                time_to_first_byte: now - attempt.started,
+                                time_to_first_byte: now - run.started,
                                 usage_added,
                                 attempt: ServingAttempt {
                                     outcome: outcome.1,
@@ -286,20 +285,20 @@ pub async fn execute(attempt: Attempt<'_>) -> Result<Committed, GatewayError> {
         upstream
             .health
             .record_at(failure.health(), now - sent, now.into_std());
-        attempt.metrics.attempt(&upstream.name, failure.label());
+        run.metrics.attempt(&upstream.name, failure.label());
         tracing::debug!(
-            request_id = attempt.request_id,
+            request_id = run.request_id,
             upstream = &*upstream.name,
             failure = failure.label(),
             "upstream attempt failed"
         );
-        let allowed = attempt.fallback.allows(&failure);
+        let allowed = run.fallback.allows(&failure);
         failures.push((serving.upstream, failure));
         if !allowed {
             break;
         }
     }
-    Err(exhausted(attempt.snapshot, &failures))
+    Err(exhausted(run.snapshot, &failures))
 }
 
 /// The failure an adapter's error reports: a connection that never opened, a

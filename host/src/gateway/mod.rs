@@ -33,9 +33,9 @@ use http_body::Body;
 use tokio::time::Instant;
 
 use self::client_text::ClientText;
-use self::execute::{Attempt, Fallback, execute};
+use self::execute::{Fallback, PlanRun, execute};
 use self::outcome::{Ending, OutcomeSink, PendingOutcome};
-use self::request_view::{BodyError, RequestView, read_bounded};
+use self::request_view::{RequestBodyError, RequestView, read_bounded};
 use self::response::{GatewayBody, GatewayError, Stamp, stamp, strip_upstream_headers};
 use crate::admin::Metrics;
 use crate::config::ProviderKind;
@@ -147,7 +147,7 @@ impl Gateway {
         let read = std::pin::pin!(read_bounded(body, declared, limit));
         let body = crate::deadline::within(deadline, read)
             .await
-            .unwrap_or(Err(BodyError::TimedOut { timeout_ms }))
+            .unwrap_or(Err(RequestBodyError::TimedOut { timeout_ms }))
             .map_err(body_error)?;
         let view = RequestView::parse(body).map_err(body_error)?;
         ctx.model = view.model().to_string();
@@ -245,7 +245,7 @@ impl Gateway {
             ));
         }
 
-        let committed = execute(Attempt {
+        let committed = execute(PlanRun {
             snapshot: &snapshot,
             targets: &targets,
             fallback,
@@ -396,21 +396,21 @@ fn authenticate(
     }
 }
 
-fn body_error(err: BodyError) -> GatewayError {
+fn body_error(err: RequestBodyError) -> GatewayError {
     match err {
-        BodyError::TooLarge { .. } => GatewayError::new(
+        RequestBodyError::TooLarge { .. } => GatewayError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             err.to_string(),
         ),
-        BodyError::MissingModel(_) => {
+        RequestBodyError::MissingModel(_) => {
             GatewayError::new(StatusCode::BAD_REQUEST, "missing_model", err.to_string())
         }
-        BodyError::InvalidJson(_) => GatewayError::invalid_json(err.to_string()),
-        BodyError::Read(_) => {
+        RequestBodyError::InvalidJson(_) => GatewayError::invalid_json(err.to_string()),
+        RequestBodyError::Read(_) => {
             GatewayError::new(StatusCode::BAD_REQUEST, "invalid_request", err.to_string())
         }
-        BodyError::TimedOut { .. } => GatewayError::new(
+        RequestBodyError::TimedOut { .. } => GatewayError::new(
             StatusCode::REQUEST_TIMEOUT,
             "request_timeout",
             err.to_string(),

@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 
 /// Why a request body was refused. None of these may be retried unchanged.
 #[derive(Debug, thiserror::Error)]
-pub enum BodyError {
+pub enum RequestBodyError {
     /// The body exceeds `max_request_body_bytes` (413 `body_too_large`).
     #[error("request body exceeds the limit of {limit} bytes")]
     TooLarge {
@@ -52,13 +52,13 @@ pub async fn read_bounded<B>(
     body: B,
     declared_len: Option<u64>,
     limit: u64,
-) -> Result<Bytes, BodyError>
+) -> Result<Bytes, RequestBodyError>
 where
     B: Body<Data = Bytes>,
     B::Error: fmt::Display,
 {
     if declared_len.is_some_and(|len| len > limit) {
-        return Err(BodyError::TooLarge { limit });
+        return Err(RequestBodyError::TooLarge { limit });
     }
     let mut body = std::pin::pin!(body);
     // Room for the declared length, but not for more than arrives: a client that
@@ -66,10 +66,10 @@ where
     let capacity = declared_len.unwrap_or(0).min(limit).min(RESERVE_AHEAD) as usize;
     let mut buf = BytesMut::with_capacity(capacity);
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
+        let frame = frame.map_err(|e| RequestBodyError::Read(e.to_string()))?;
         if let Ok(data) = frame.into_data() {
             if (buf.len() + data.len()) as u64 > limit {
-                return Err(BodyError::TooLarge { limit });
+                return Err(RequestBodyError::TooLarge { limit });
             }
             buf.extend_from_slice(&data);
         }
@@ -120,22 +120,22 @@ const USAGE_REQUESTED: &[u8] = br#"{"include_usage":true}"#;
 
 impl RequestView {
     /// Parses a JSON request body.
-    pub fn parse(body: Bytes) -> Result<RequestView, BodyError> {
+    pub fn parse(body: Bytes) -> Result<RequestView, RequestBodyError> {
         // One UTF-8 check of the whole body up front: parsed from bytes, serde_json
         // would check each raw member again when it hands it out as `str`.
         let text = std::str::from_utf8(&body)
-            .map_err(|e| BodyError::InvalidJson(format!("the body is not UTF-8: {e}")))?;
+            .map_err(|e| RequestBodyError::InvalidJson(format!("the body is not UTF-8: {e}")))?;
         let top: TopLevel<'_> = {
             let mut de = serde_json::Deserializer::from_str(text);
             let top = de
                 .deserialize_map(TopLevelVisitor)
-                .map_err(|e| BodyError::InvalidJson(e.to_string()))?;
+                .map_err(|e| RequestBodyError::InvalidJson(e.to_string()))?;
             de.end()
-                .map_err(|e| BodyError::InvalidJson(e.to_string()))?;
+                .map_err(|e| RequestBodyError::InvalidJson(e.to_string()))?;
             top
         };
         if nesting_exceeds(&body, MAX_NESTING) {
-            return Err(BodyError::InvalidJson(format!(
+            return Err(RequestBodyError::InvalidJson(format!(
                 "nesting deeper than {MAX_NESTING} levels"
             )));
         }
@@ -155,12 +155,13 @@ impl RequestView {
             let text = raw.get();
             // A member the gateway acts on must be there once: an upstream that
             // kept the other copy would serve what no policy approved.
-            let twice = |name: &str| BodyError::InvalidJson(format!("`{name}` appears twice"));
+            let twice =
+                |name: &str| RequestBodyError::InvalidJson(format!("`{name}` appears twice"));
             let mut kind = MemberKind::Other;
             match key.as_ref() {
                 "model" => {
                     let value: Cow<'_, str> = serde_json::from_str(text)
-                        .map_err(|_| BodyError::MissingModel("`model` must be a string"))?;
+                        .map_err(|_| RequestBodyError::MissingModel("`model` must be a string"))?;
                     if model.replace(value.into_owned()).is_some() {
                         return Err(twice("model"));
                     }
@@ -171,7 +172,7 @@ impl RequestView {
                         "true" => true,
                         "false" | "null" => false,
                         _ => {
-                            return Err(BodyError::InvalidJson(
+                            return Err(RequestBodyError::InvalidJson(
                                 "`stream` must be a boolean".into(),
                             ));
                         }
@@ -183,7 +184,7 @@ impl RequestView {
                 "stream_options" => {
                     let value: Option<StreamOptions> =
                         serde_json::from_str(text).map_err(|_| {
-                            BodyError::InvalidJson(
+                            RequestBodyError::InvalidJson(
                                 "`stream_options` must be an object with a boolean `include_usage`"
                                     .into(),
                             )
@@ -206,8 +207,8 @@ impl RequestView {
         }
         let model = match model {
             Some(model) if !model.is_empty() => model,
-            Some(_) => return Err(BodyError::MissingModel("`model` must not be empty")),
-            None => return Err(BodyError::MissingModel("the request has no `model`")),
+            Some(_) => return Err(RequestBodyError::MissingModel("`model` must not be empty")),
+            None => return Err(RequestBodyError::MissingModel("the request has no `model`")),
         };
         drop(top);
         let client_asked_usage = stream_options
@@ -393,7 +394,7 @@ fn unquote(raw: &str) -> Result<Cow<'_, str>, serde_json::Error> {
 mod tests {
     use super::*;
 
-    fn view(json: &str) -> Result<RequestView, BodyError> {
+    fn view(json: &str) -> Result<RequestView, RequestBodyError> {
         RequestView::parse(Bytes::from(json.to_string()))
     }
 
@@ -467,7 +468,7 @@ mod tests {
             r#"{"model":"m","stream_options":{},"stream_options":{}}"#,
         ] {
             match view(body) {
-                Err(BodyError::InvalidJson(message)) => {
+                Err(RequestBodyError::InvalidJson(message)) => {
                     assert!(message.contains("twice"), "{body}: {message}")
                 }
                 other => panic!("{body}: {other:?}"),
@@ -475,7 +476,7 @@ mod tests {
         }
         assert!(matches!(
             view(r#"{"model":"m","stream_options":3}"#),
-            Err(BodyError::InvalidJson(_))
+            Err(RequestBodyError::InvalidJson(_))
         ));
     }
 
@@ -491,32 +492,38 @@ mod tests {
 
     #[test]
     fn refuses_bad_bodies() {
-        assert!(matches!(view("not json"), Err(BodyError::InvalidJson(_))));
-        assert!(matches!(view("[1,2]"), Err(BodyError::InvalidJson(_))));
+        assert!(matches!(
+            view("not json"),
+            Err(RequestBodyError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            view("[1,2]"),
+            Err(RequestBodyError::InvalidJson(_))
+        ));
         assert!(matches!(
             view(r#"{"model":"a"} trailing"#),
-            Err(BodyError::InvalidJson(_))
+            Err(RequestBodyError::InvalidJson(_))
         ));
         assert!(matches!(
             view(r#"{"messages":[]}"#),
-            Err(BodyError::MissingModel(_))
+            Err(RequestBodyError::MissingModel(_))
         ));
         assert!(matches!(
             view(r#"{"model":42}"#),
-            Err(BodyError::MissingModel(_))
+            Err(RequestBodyError::MissingModel(_))
         ));
         assert!(matches!(
             view(r#"{"model":""}"#),
-            Err(BodyError::MissingModel(_))
+            Err(RequestBodyError::MissingModel(_))
         ));
         assert!(matches!(
             view(r#"{"model":"a","stream":"yes"}"#),
-            Err(BodyError::InvalidJson(_))
+            Err(RequestBodyError::InvalidJson(_))
         ));
         // A raw control character is not allowed in a key (nor anywhere in a string).
         assert!(matches!(
             view("{\"mo\tdel\":\"a\"}"),
-            Err(BodyError::InvalidJson(_))
+            Err(RequestBodyError::InvalidJson(_))
         ));
     }
 
@@ -546,7 +553,7 @@ mod tests {
             "[".repeat(100_000),
             "]".repeat(100_000)
         );
-        assert!(matches!(view(&deep), Err(BodyError::InvalidJson(_))));
+        assert!(matches!(view(&deep), Err(RequestBodyError::InvalidJson(_))));
         let within = format!(
             r#"{{"model":"a","x":{}"[{{\"]"{}}}"#,
             "[".repeat(100),
@@ -562,7 +569,7 @@ mod tests {
         body.extend_from_slice(br#""}"#);
         assert!(matches!(
             RequestView::parse(Bytes::from(body)),
-            Err(BodyError::InvalidJson(_))
+            Err(RequestBodyError::InvalidJson(_))
         ));
     }
 }

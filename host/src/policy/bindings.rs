@@ -2,7 +2,7 @@
 //!
 //! Exports (`decide`, `observe`) are called asynchronously so that the epoch
 //! deadline can yield to the runtime; host imports are synchronous. `counter-add`
-//! and `offer` may trap (a policy over the counter limits, or asking for an offer
+//! and `offer-of` may trap (a policy over the counter limits, or asking for an offer
 //! that does not exist, is stopped).
 
 wasmtime::component::bindgen!({

@@ -1,7 +1,7 @@
 //! The data of one instance's `Store`: the policy's identity and config, its
 //! limits and deadline, a deny-by-default WASI context, the request and catalog
 //! of the running call, and the host imports (`log`, `config`, `now-ms`,
-//! counters, `offer`).
+//! counters, `offer-of`, `ignore-outcomes`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

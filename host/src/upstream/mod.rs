@@ -4,8 +4,9 @@
 //!   timeout over DNS, TCP and TLS.
 //! - [`pool`]: its idle connections, and the [`ResponseBody`] that returns an
 //!   HTTP/1.1 connection to them when the response has been read.
-//! - [`error`]: what can go wrong in one attempt ([`AttemptError`]) and while
-//!   reading an upstream body ([`BodyError`]), each saying whether a retry is safe.
+//! - [`error`]: what can go wrong in one attempt ([`AttemptError`], which says
+//!   whether a retry is safe) and while reading an upstream body ([`BodyError`]:
+//!   never retried, since the response has begun).
 //! - [`health`]: per-upstream live state ([`UpstreamHealth`]) kept across reloads
 //!   in a [`HealthRegistry`].
 //! - [`retry_after`]: parsing the waits a 429 asks for.
