@@ -1,5 +1,6 @@
 //! Client-side limits of the listener, against the real binary: header count and
-//! size (431), silent and slow clients, connection limit, request smuggling shapes.
+//! size (431), silent and slow clients, connection limit, request smuggling
+//! shapes, and clients that stop reading their response.
 
 use std::time::Duration;
 
@@ -250,9 +251,27 @@ async fn request_smuggling_shapes_are_refused() {
         );
         if !code.is_empty() {
             assert_eq!(error_code_in(&answer), code, "{name}: {answer}");
+            // Refused by the listener, yet answered like any other request.
+            assert!(
+                answer.to_ascii_lowercase().contains("\r\nx-request-id: "),
+                "{name}: {answer}"
+            );
+            assert!(
+                answer
+                    .to_ascii_lowercase()
+                    .contains("\r\nconnection: close"),
+                "{name}: {answer}"
+            );
         }
         assert_eq!(upstream.hits(), 0, "{name}: nothing reached the upstream");
     }
+    // … and counted.
+    let metrics = gw.admin("/metrics").await;
+    assert!(
+        metrics
+            .contains(r#"switchyard_requests_total{route="none",upstream="none",status="400"} 3"#),
+        "{metrics}"
+    );
     // A chunked request on its own is fine, and so is a pipelined pair.
     let request = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{chunked}{}",
@@ -262,5 +281,70 @@ async fn request_smuggling_shapes_are_refused() {
     assert_eq!(responses_in(&answer), 2, "{answer}");
     assert_eq!(status_of(&answer), 200, "{answer}");
     assert_eq!(upstream.hits(), 2);
+    gw.assert_serves("gpt-4o").await;
+}
+
+/// A client that stops reading a streamed answer: once it has taken no byte
+/// for `send_timeout_ms`, its connection is closed, which releases the
+/// upstream request it held (nothing else would: hyper has no write timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout() {
+    let content = "x".repeat(32 * 1024);
+    let event = serde_json::json!({"choices": [{"index": 0, "delta": {"content": content}}]});
+    let upstream = Upstream::start(move |request| {
+        if request.json()["stream"] == true {
+            // About 13 MB: more than the socket buffers on both sides hold.
+            Reply::Sse {
+                events: vec![event.to_string(); 400],
+                interval: Duration::ZERO,
+                cut_after: None,
+            }
+        } else {
+            Reply::completion("gpt-4o", 3, 4)
+        }
+    })
+    .await;
+    let gw = Gateway::spawn(
+        &one_upstream(&upstream.url(), "send_timeout_ms = 500"),
+        &[("UP_KEY", "k")],
+    );
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(gw.addr()).await.unwrap();
+    let body = r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+
+    // The client reads nothing. The upstream request is in flight, then
+    // released once the send timeout has passed.
+    let in_flight = || async { gw.upstream_state("up").await["in_flight"].as_u64().unwrap() };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while in_flight().await == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        tokio::time::Instant::now() < deadline,
+        "the request never went upstream"
+    );
+    let stalled = tokio::time::Instant::now();
+    while in_flight().await != 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        in_flight().await,
+        0,
+        "the stalled response still holds its upstream"
+    );
+    assert!(stalled.elapsed() < Duration::from_secs(9));
+    // The connection is closed: what was buffered can be read, then it ends.
+    let read = tokio::time::Instant::now();
+    read_until_close(&mut stream, Duration::from_secs(20)).await;
+    assert!(
+        read.elapsed() < Duration::from_secs(19),
+        "the connection stayed open"
+    );
     gw.assert_serves("gpt-4o").await;
 }

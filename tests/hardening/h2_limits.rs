@@ -219,3 +219,22 @@ async fn streams_beyond_the_limit_are_refused() {
     assert_eq!(refused.len(), 1, "stream 5 gets REFUSED_STREAM: {frames:?}");
     gw.assert_serves("gpt-4o").await;
 }
+
+/// A client that opens an h2 connection and never sends a request (it would
+/// answer pings) gets a GOAWAY once `h2_idle_timeout_ms` passes, so it cannot
+/// hold a connection slot for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_h2_connections_get_goaway() {
+    const NO_ERROR: u32 = 0;
+    let (gw, _up) = gateway("h2_idle_timeout_ms = 500").await;
+    let (mut idle, _) = connect(&gw).await;
+    let started = std::time::Instant::now();
+    let frames = read_frames(&mut idle, Duration::from_secs(10)).await;
+    assert_eq!(goaway_code(&frames), Some(NO_ERROR), "{frames:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "GOAWAY only after the idle timeout: {:?}",
+        started.elapsed()
+    );
+    gw.assert_serves("gpt-4o").await;
+}

@@ -76,6 +76,15 @@ pub struct ServerConfig {
     /// HTTP/2 streams the gateway may reset for protocol errors on one connection
     /// before it sends a GOAWAY (CVE-2024-2758 style floods).
     pub h2_max_local_error_reset_streams: usize,
+    /// An HTTP/2 client connection on which no request has started or been
+    /// answered for this long gets a GOAWAY (responses still streaming finish):
+    /// a client that only answers pings must not hold a connection slot for
+    /// ever. (An idle HTTP/1.1 connection is bounded by `header_read_timeout_ms`.)
+    pub h2_idle_timeout_ms: u64,
+    /// Longest a client may leave the response unread (the gateway's writes
+    /// to it not accepted at all) before its connection is closed, with every
+    /// request on it, so that the upstream work it holds is released.
+    pub send_timeout_ms: u64,
     /// Default time to establish an upstream connection (including TLS).
     pub connect_timeout_ms: u64,
     /// Default time from sending an upstream request to its first response
@@ -106,6 +115,8 @@ impl Default for ServerConfig {
             h2_max_concurrent_streams: 256,
             h2_max_pending_accept_reset_streams: 64,
             h2_max_local_error_reset_streams: 256,
+            h2_idle_timeout_ms: 180_000,
+            send_timeout_ms: 60_000,
             connect_timeout_ms: 2_000,
             first_byte_timeout_ms: 60_000,
             response_timeout_ms: 600_000,
@@ -533,7 +544,8 @@ impl Config {
         compare!(server: listen, admin_listen, admin_token_env, max_header_count,
             max_header_bytes, header_read_timeout_ms, max_connections,
             h2_max_concurrent_streams, h2_max_pending_accept_reset_streams,
-            h2_max_local_error_reset_streams, drain_timeout_ms);
+            h2_max_local_error_reset_streams, h2_idle_timeout_ms, send_timeout_ms,
+            drain_timeout_ms);
         compare!(engine: cache_dir, max_instances, max_memory_mib, perf_map);
         changed
     }

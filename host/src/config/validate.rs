@@ -138,6 +138,8 @@ fn check_server(c: &Checker, config: &Config) -> Result<(), ConfigError> {
         // A zero timeout would fail every request, not disable the timer.
         ("server.header_read_timeout_ms", s.header_read_timeout_ms),
         ("server.body_read_timeout_ms", s.body_read_timeout_ms),
+        ("server.h2_idle_timeout_ms", s.h2_idle_timeout_ms),
+        ("server.send_timeout_ms", s.send_timeout_ms),
         ("server.connect_timeout_ms", s.connect_timeout_ms),
         ("server.first_byte_timeout_ms", s.first_byte_timeout_ms),
         ("server.response_timeout_ms", s.response_timeout_ms),

@@ -12,28 +12,29 @@
 //! | `max_header_bytes` | hyper read buffer (431) | `SETTINGS_MAX_HEADER_LIST_SIZE` (h2 answers 431) |
 //! | `h2_max_concurrent_streams` | – | `SETTINGS_MAX_CONCURRENT_STREAMS` |
 //! | `h2_max_pending_accept_reset_streams` / `h2_max_local_error_reset_streams` | – | GOAWAY `ENHANCE_YOUR_CALM` |
+//! | `h2_idle_timeout_ms` | – (`header_read_timeout_ms` bounds keep-alive waits) | GOAWAY once no request has started or been answered for it ([`connection`]) |
+//! | `send_timeout_ms` | a write the client takes no byte of for this long fails, closing the connection ([`send_watch`]) | same |
 //! | ambiguous framing (smuggling) | [`head_guard`] → 400 `invalid_request` | – (h2 frames carry lengths) |
 //! | `max_request_body_bytes` | the body read (413) | same |
 //! | `body_read_timeout_ms` | the body read (408) | same |
 
+mod connection;
 mod head_guard;
+mod send_watch;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{Request, StatusCode};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::Gateway;
-use super::response::{GatewayBody, GatewayError};
+use super::response::GatewayError;
 use crate::config::ServerConfig;
 
 pub use head_guard::{Scan, Scanner};
@@ -61,6 +62,10 @@ pub struct ClientLimits {
     pub h2_max_pending_accept_reset_streams: usize,
     /// h2 streams reset by the gateway for protocol errors, per connection.
     pub h2_max_local_error_reset_streams: usize,
+    /// Quiet time after which an h2 connection gets a GOAWAY.
+    pub h2_idle_timeout: Duration,
+    /// Time a client may take no byte of a response before its connection closes.
+    pub send_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
 }
@@ -75,6 +80,8 @@ impl From<&ServerConfig> for ClientLimits {
             h2_max_concurrent_streams: server.h2_max_concurrent_streams,
             h2_max_pending_accept_reset_streams: server.h2_max_pending_accept_reset_streams,
             h2_max_local_error_reset_streams: server.h2_max_local_error_reset_streams,
+            h2_idle_timeout: Duration::from_millis(server.h2_idle_timeout_ms),
+            send_timeout: Duration::from_millis(server.send_timeout_ms),
             drain_timeout: Duration::from_millis(server.drain_timeout_ms),
         }
     }
@@ -90,7 +97,10 @@ pub async fn serve(
 ) {
     let builder = Arc::new(connection_builder(&limits));
     let limits = Arc::new(limits);
-    let graceful = GracefulShutdown::new();
+    // Shutdown turns `draining` true; each connection holds a `live` sender
+    // until it closes, so the receiver ends when the last one has.
+    let (draining, draining_rx) = watch::channel(false);
+    let (live, mut all_closed) = mpsc::channel::<()>(1);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -111,124 +121,60 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let (gateway, builder, limits, watcher) = (
+        let (gateway, builder, limits, draining, live) = (
             gateway.clone(),
             builder.clone(),
             limits.clone(),
-            graceful.watcher(),
+            draining_rx.clone(),
+            live.clone(),
         );
         tokio::spawn(async move {
-            serve_connection(stream, gateway, &builder, &limits, watcher).await;
+            connection::serve_connection(stream, gateway, &builder, &limits, draining).await;
             tracing::trace!(%peer, "client connection closed");
-            drop(permit);
+            drop((permit, live));
         });
     }
     drop(listener);
     tracing::info!("draining client connections");
+    let _ = draining.send(true);
+    drop(live);
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all client connections closed"),
+        _ = all_closed.recv() => tracing::info!("all client connections closed"),
         () = tokio::time::sleep(limits.drain_timeout) => {
             tracing::warn!(timeout_ms = limits.drain_timeout.as_millis() as u64, "drain timeout passed with requests still open");
         }
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    gateway: Arc<Gateway>,
-    builder: &auto::Builder<TokioExecutor>,
-    limits: &Arc<ClientLimits>,
-    watcher: Watcher,
-) {
-    // hyper's version detection waits for bytes without a deadline, and its
-    // header timer only starts after it: bound the silence before the first bytes.
-    let h2 = match sniff_h2(&stream, limits.header_read_timeout).await {
-        Some(h2) => h2,
-        None => return,
-    };
-    let head_bytes = limits.max_header_bytes.saturating_add(8192);
-    let (io, verdicts) =
-        head_guard::GuardedIo::new(stream, !h2, head_bytes, limits.max_header_count);
-    let limits = limits.clone();
-    let service = service_fn(move |request: Request<Incoming>| {
-        let gateway = gateway.clone();
-        let refusal = refuse(&request, &limits, verdicts.next_request_is_ambiguous());
-        async move {
-            Ok::<_, Infallible>(match refusal {
-                Some(response) => response,
-                None => gateway.handle(request).await,
-            })
-        }
-    });
-    let connection = builder.serve_connection(TokioIo::new(io), service);
-    let connection = watcher.watch(connection.into_owned());
-    if let Err(err) = connection.await {
-        tracing::debug!(error = %err, "client connection ended with an error");
-    }
-}
-
-/// Waits (up to `timeout`) until the client has sent enough to tell HTTP/1.1 from
-/// an h2 preface. None: the client went away or stayed silent.
-async fn sniff_h2(stream: &TcpStream, timeout: Duration) -> Option<bool> {
-    let sniff = async {
-        let mut buf = [0u8; H2_PREFACE.len()];
-        loop {
-            let n = stream.peek(&mut buf).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            if buf[..n] != H2_PREFACE[..n] {
-                return Some(false);
-            }
-            if n == H2_PREFACE.len() {
-                return Some(true);
-            }
-            // A partial preface: peek returns at once until more arrives.
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    match tokio::time::timeout(timeout, sniff).await {
-        Ok(found) => found,
-        Err(_) => {
-            tracing::debug!("client sent nothing within the header read timeout");
-            None
-        }
-    }
-}
-
-/// Answers requests the listener refuses before the data path sees them.
-fn refuse(
+/// Why the listener refuses a request before the data path sees it, if it
+/// does: the error to answer, and whether the connection must close after it
+/// (an ambiguous body length leaves the rest of the stream unreadable).
+fn refusal(
     request: &Request<Incoming>,
     limits: &ClientLimits,
     ambiguous: bool,
-) -> Option<Response<GatewayBody>> {
+) -> Option<(GatewayError, bool)> {
     if ambiguous {
-        let mut response = GatewayError::new(
+        let err = GatewayError::new(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "the request carries an ambiguous body length (Content-Length with \
              Transfer-Encoding, or more than one Content-Length)",
-        )
-        .into_response();
-        response
-            .headers_mut()
-            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-        return Some(response);
+        );
+        return Some((err, true));
     }
     // hyper counts HTTP/1.1 header lines itself; h2 has only a byte limit.
     if request.headers().len() > limits.max_header_count {
-        return Some(
-            GatewayError::new(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "headers_too_large",
-                format!(
-                    "the request has {} headers; the limit is {}",
-                    request.headers().len(),
-                    limits.max_header_count
-                ),
-            )
-            .into_response(),
+        let err = GatewayError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!(
+                "the request has {} headers; the limit is {}",
+                request.headers().len(),
+                limits.max_header_count
+            ),
         );
+        return Some((err, false));
     }
     None
 }

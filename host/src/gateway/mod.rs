@@ -81,32 +81,44 @@ impl Gateway {
         B::Error: std::fmt::Display,
     {
         let mut answering = Answering {
-            ctx: RequestContext {
-                snapshot: self.snapshot.load_full(),
-                request_id: request_id(request.headers()),
-                started: Instant::now(),
-                route: None,
-                tenant: None,
-                model: String::new(),
-                attempts: 0,
-            },
+            ctx: self.context(request.headers()),
             sink: &self.outcomes,
             answered: false,
         };
         let served = self.serve(&mut answering.ctx, request).await;
         answering.answered = true;
-        let ctx = &answering.ctx;
         match served {
             Ok(response) => response,
-            Err(err) => {
-                let status = err.status.as_u16();
-                let mut response = err.into_response();
-                stamp(response.headers_mut(), &ctx.stamp(None));
-                ctx.pending(self.outcomes.clone(), status)
-                    .finish(None, Ending::Complete);
-                response
-            }
+            Err(err) => self.answer_error(&answering.ctx, err),
         }
+    }
+
+    /// Answers a request the listener refused before the data path (an
+    /// ambiguous body length, too many headers) with `err`, logged and counted
+    /// like every other request.
+    pub fn refuse(&self, headers: &HeaderMap, err: GatewayError) -> Response<GatewayBody> {
+        self.answer_error(&self.context(headers), err)
+    }
+
+    fn context(&self, headers: &HeaderMap) -> RequestContext {
+        RequestContext {
+            snapshot: self.snapshot.load_full(),
+            request_id: request_id(headers),
+            started: Instant::now(),
+            route: None,
+            tenant: None,
+            model: String::new(),
+            attempts: 0,
+        }
+    }
+
+    fn answer_error(&self, ctx: &RequestContext, err: GatewayError) -> Response<GatewayBody> {
+        let status = err.status.as_u16();
+        let mut response = err.into_response();
+        stamp(response.headers_mut(), &ctx.stamp(None));
+        ctx.pending(self.outcomes.clone(), status)
+            .finish(None, Ending::Complete);
+        response
     }
 
     async fn serve<B>(
