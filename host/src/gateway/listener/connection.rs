@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use http::{HeaderValue, Request};
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use super::send_watch::SendWatch;
 use super::{ClientLimits, H2_PREFACE, head_guard, refusal};
 use crate::gateway::Gateway;
+use crate::gateway::response::GatewayBody;
 
 /// Serves `stream` until the client leaves or the connection is closed;
 /// `draining` turns true when the gateway shuts down.
@@ -46,31 +47,17 @@ pub(super) async fn serve_connection(
     );
     // HTTP/1.1 keep-alive waits are bounded by hyper's header read timeout.
     let activity = h2.then(|| Arc::new(Activity::default()));
-    let service = {
-        let (limits, activity) = (limits.clone(), activity.clone());
-        service_fn(move |request: Request<Incoming>| {
-            let open = activity.as_ref().map(Activity::open);
-            let gateway = gateway.clone();
-            let refused = refusal(&request, &limits, verdicts.next_request_is_ambiguous());
-            async move {
-                let response = match refused {
-                    Some((err, close)) => {
-                        let mut response = gateway.refuse(request.headers(), err);
-                        if close {
-                            response.headers_mut().insert(
-                                http::header::CONNECTION,
-                                HeaderValue::from_static("close"),
-                            );
-                        }
-                        response
-                    }
-                    None => gateway.handle(request).await,
-                };
-                drop(open);
-                Ok::<_, Infallible>(response)
-            }
-        })
-    };
+    let requests = Arc::new(Requests {
+        gateway,
+        limits: limits.clone(),
+        activity: activity.clone(),
+    });
+    let service = service_fn(move |request: Request<Incoming>| {
+        // Asked now, in request order: the guard's verdict is for the next head.
+        let ambiguous = verdicts.next_request_is_ambiguous();
+        let requests = requests.clone();
+        async move { Ok::<_, Infallible>(requests.answer(request, ambiguous).await) }
+    });
     let connection = builder.serve_connection(TokioIo::new(io), service);
     let mut connection = std::pin::pin!(connection);
     let mut closing = false;
@@ -93,6 +80,31 @@ pub(super) async fn serve_connection(
                 closing = true;
             }
         }
+    }
+}
+
+/// What every request on one connection is answered with.
+struct Requests {
+    gateway: Arc<Gateway>,
+    limits: Arc<ClientLimits>,
+    activity: Option<Arc<Activity>>,
+}
+
+impl Requests {
+    /// The gateway's answer, or the listener's refusal (`ambiguous`: the
+    /// smuggling guard found the request's body length ambiguous).
+    async fn answer(&self, request: Request<Incoming>, ambiguous: bool) -> Response<GatewayBody> {
+        let _open = self.activity.as_ref().map(Activity::open);
+        let Some((err, close)) = refusal(&request, &self.limits, ambiguous) else {
+            return self.gateway.handle(request).await;
+        };
+        let mut response = self.gateway.refuse(request.headers(), err);
+        if close {
+            response
+                .headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 
