@@ -5,7 +5,8 @@
 //! 2. [`auth`]: gateway key → tenant (401).
 //! 3. [`request_view`]: bounded body read and the view of the JSON (400/413).
 //! 4. [`route`]: first matching route (404).
-//! 5. the route's policy chain ([`crate::policy::Chain`]): an ordered plan or a reject.
+//! 5. `plan`: the route's policy chain ([`crate::policy::Chain`]) turns the
+//!    candidates into an ordered plan, or the client's error (403…/503).
 //! 6. [`execute`]: attempt the plan's targets with fallback (429/502/504).
 //! 7. [`stream`]: forward the response unbuffered, read `usage` on the way.
 //! 8. [`outcome`]: metrics, health, access log, policy `observe`.
@@ -17,6 +18,7 @@ pub mod client_text;
 pub mod execute;
 pub mod listener;
 pub mod outcome;
+mod plan;
 pub mod request_view;
 pub mod response;
 pub mod route;
@@ -33,14 +35,13 @@ use http_body::Body;
 use tokio::time::Instant;
 
 use self::client_text::ClientText;
-use self::execute::{Fallback, PlanRun, execute};
+use self::execute::{PlanRun, execute};
 use self::outcome::{Ending, OutcomeSink, PendingOutcome};
+use self::plan::PolicyInput;
 use self::request_view::{RequestBodyError, RequestView, read_bounded};
 use self::response::{GatewayBody, GatewayError, Stamp, stamp, strip_upstream_headers};
 use crate::admin::Metrics;
 use crate::config::ProviderKind;
-use crate::policy::types::{CREDENTIAL_HEADERS, Headers, Request as PolicyRequest, RetryOn};
-use crate::policy::{ChainOutcome, Policy, PolicyErrorKind, StageObserver};
 use crate::provider::Operation;
 use crate::snapshot::{Serving, Snapshot, UpstreamEntry};
 
@@ -179,7 +180,6 @@ impl Gateway {
             ));
         };
         ctx.route = Some(route_index);
-        let route = &snapshot.routes[route_index];
 
         let all = snapshot
             .models
@@ -206,56 +206,13 @@ impl Gateway {
             ));
         }
 
-        let (targets, fallback) = if route.chain.stages().is_empty() {
-            (servings.iter().collect::<Vec<_>>(), Fallback::ALL)
-        } else {
-            let request = Arc::new(policy_request(ctx, &parts, &view, route_index));
-            let candidates = servings.iter().map(|s| snapshot.candidate(s)).collect();
-            let observer = MetricsObserver(self.metrics());
-            let chain = route
-                .chain
-                .run(&request, &snapshot.catalog, candidates, &observer);
-            match chain.await {
-                ChainOutcome::Route(plan) => {
-                    let targets = plan
-                        .targets
-                        .iter()
-                        .filter_map(|c| servings.iter().find(|s| s.id == c.id))
-                        .collect::<Vec<_>>();
-                    (targets, fallback_from(plan.retry_on))
-                }
-                ChainOutcome::Reject { policy, rejection } => {
-                    let status =
-                        StatusCode::from_u16(rejection.status).unwrap_or(StatusCode::FORBIDDEN);
-                    let message = if rejection.message.is_empty() {
-                        format!("rejected by policy {policy:?}")
-                    } else {
-                        rejection.message
-                    };
-                    return Err(GatewayError::new(status, rejection.code, message));
-                }
-                ChainOutcome::Failed(err) => {
-                    return Err(GatewayError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "policy_error",
-                        format!(
-                            "routing policy {:?} failed ({})",
-                            &*err.policy,
-                            err.kind.as_str()
-                        ),
-                    ));
-                }
-            }
+        let policy_input = PolicyInput {
+            ctx,
+            parts: &parts,
+            view: &view,
+            route: route_index,
         };
-        if targets.is_empty() {
-            return Err(GatewayError::no_route(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "the routing policies left no upstream for model {:?}",
-                    view.model()
-                ),
-            ));
-        }
+        let (targets, fallback) = plan::run(policy_input, servings, self.metrics()).await?;
 
         let committed = execute(PlanRun {
             snapshot: &snapshot,
@@ -438,98 +395,4 @@ fn request_id(headers: &HeaderMap) -> String {
         .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
-}
-
-fn policy_request(
-    ctx: &RequestContext,
-    parts: &http::request::Parts,
-    view: &RequestView,
-    route: usize,
-) -> PolicyRequest {
-    let route = &ctx.snapshot.routes[route];
-    PolicyRequest {
-        id: ctx.request_id.clone(),
-        method: parts.method.as_str().to_string(),
-        path: parts.uri.path().to_string(),
-        model: view.model().to_string(),
-        streaming: view.streaming(),
-        tenant: ctx.tenant.as_deref().map(str::to_string),
-        headers: policy_headers(&parts.headers),
-        body_bytes: view.body_len() as u64,
-        input_tokens_estimate: view.input_tokens_estimate(),
-        max_output_tokens: view.max_output_tokens(),
-        route: route.name.to_string(),
-        labels: route.labels.clone(),
-    }
-}
-
-/// The client's headers as policies see them: without credentials, in the
-/// request map's order (names as they first came, a repeated name's values
-/// together). Names and values are shared with the request, not copied.
-fn policy_headers(client: &HeaderMap) -> Headers {
-    let mut headers = Headers::with_capacity(client.len());
-    for (name, value) in client {
-        if !CREDENTIAL_HEADERS.contains(name) {
-            headers.append(name.clone(), value.clone());
-        }
-    }
-    headers
-}
-
-fn fallback_from(retry_on: RetryOn) -> Fallback {
-    Fallback {
-        connect_error: retry_on.contains(RetryOn::CONNECT_ERROR),
-        timeout: retry_on.contains(RetryOn::TIMEOUT),
-        rate_limited: retry_on.contains(RetryOn::RATE_LIMITED),
-        server_error: retry_on.contains(RetryOn::SERVER_ERROR),
-    }
-}
-
-/// Records each policy stage in the metrics.
-struct MetricsObserver<'a>(&'a Metrics);
-
-impl StageObserver for MetricsObserver<'_> {
-    fn stage_finished(&self, policy: &Policy, elapsed: Duration, error: Option<PolicyErrorKind>) {
-        self.0.policy_decision(policy.name(), elapsed);
-        if let Some(kind) = error {
-            self.0.policy_error(policy.name(), kind.as_str());
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn policies_never_see_credentials() {
-        let mut client = HeaderMap::new();
-        for (name, value) in [
-            ("authorization", "Bearer sk-client"),
-            ("Api-Key", "sk-azure"),
-            ("x-api-key", "sk-anthropic-style"),
-            ("cookie", "session=1"),
-            ("cookie", "other=2"),
-            ("proxy-authorization", "Basic eA=="),
-            ("x-data-residency", "eu"),
-            ("content-type", "application/json"),
-        ] {
-            client.append(
-                http::HeaderName::try_from(name).unwrap(),
-                value.parse().unwrap(),
-            );
-        }
-        let seen = policy_headers(&client);
-        let seen: Vec<(&str, &str)> = seen
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.to_str().unwrap()))
-            .collect();
-        assert_eq!(
-            seen,
-            [
-                ("x-data-residency", "eu"),
-                ("content-type", "application/json")
-            ]
-        );
-    }
 }
