@@ -8,7 +8,7 @@ use std::fmt;
 /// How many characters of client text are shown; the rest is counted.
 const SHOWN_CHARS: usize = 128;
 
-/// Displays client text escaped, at most [`SHOWN_CHARS`] characters of it.
+/// Displays client text escaped, at most 128 characters of it.
 pub struct ClientText<'a>(pub &'a str);
 
 impl fmt::Display for ClientText<'_> {

@@ -12,9 +12,9 @@
 //! | `max_header_bytes` | hyper read buffer (431) | `SETTINGS_MAX_HEADER_LIST_SIZE` (h2 answers 431) |
 //! | `h2_max_concurrent_streams` | – | `SETTINGS_MAX_CONCURRENT_STREAMS` |
 //! | `h2_max_pending_accept_reset_streams` / `h2_max_local_error_reset_streams` | – | GOAWAY `ENHANCE_YOUR_CALM` |
-//! | `h2_idle_timeout_ms` | – (`header_read_timeout_ms` bounds keep-alive waits) | GOAWAY once no request has started or been answered for it ([`connection`]) |
-//! | `send_timeout_ms` | a write the client takes no byte of for this long fails, closing the connection ([`send_watch`]) | same |
-//! | ambiguous framing (smuggling) | [`head_guard`] → 400 `invalid_request` | – (h2 frames carry lengths) |
+//! | `h2_idle_timeout_ms` | – (`header_read_timeout_ms` bounds keep-alive waits) | GOAWAY once no request has started or been answered for it (`listener/connection.rs`) |
+//! | `send_timeout_ms` | a write the client takes no byte of for this long fails, closing the connection (`listener/send_watch.rs`) | same |
+//! | ambiguous framing (smuggling) | `head_guard` → 400 `invalid_request` | – (h2 frames carry lengths) |
 //! | `max_request_body_bytes` | the body read (413) | same |
 //! | `body_read_timeout_ms` | the body read (408) | same |
 

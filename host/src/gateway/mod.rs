@@ -7,7 +7,7 @@
 //! 4. [`route`]: first matching route (404).
 //! 5. `plan`: the route's policy chain ([`crate::policy::Chain`]) turns the
 //!    candidates into an ordered plan, or the client's error (403…/503).
-//! 6. [`execute`]: attempt the plan's targets with fallback (429/502/504).
+//! 6. [`mod@execute`]: attempt the plan's targets with fallback (429/502/504).
 //! 7. [`stream`]: forward the response unbuffered, read `usage` on the way.
 //! 8. [`outcome`]: metrics, health, access log, policy `observe`.
 //!

@@ -203,7 +203,7 @@ const UPSTREAM_ONLY: [&str; 3] = ["openai-organization", "openai-project", "set-
 /// Removes from an upstream response what must not reach the client: the
 /// hop-by-hop headers and those its `Connection` header names (RFC 9110
 /// §7.6.1), the headers of the gateway's own upstream account
-/// ([`UPSTREAM_ONLY`]), and any `x-switchyard-*` header, which only the
+/// (`openai-organization`, `openai-project`, `set-cookie`), and any `x-switchyard-*` header, which only the
 /// gateway itself may set.
 pub fn strip_upstream_headers(headers: &mut HeaderMap) {
     let mut named: Vec<HeaderName> = connection_tokens(&headers.get_all(http::header::CONNECTION))

@@ -1,7 +1,7 @@
 //! Forwarding an upstream response body to the client, frame by frame, never
 //! buffered. On the way it keeps the last bytes to read the token `usage` at the
 //! end, passes SSE on in whole events, dropping the usage-only chunk the
-//! gateway asked for on a client's behalf ([`events`]), ends a stream that
+//! gateway asked for on a client's behalf (`events`), ends a stream that
 //! breaks mid-way with an SSE error event, and reports the request's outcome
 //! when the body ends (or the client goes away).
 

@@ -282,7 +282,7 @@ impl ProviderAdapter {
     }
 
     /// The upstream's `host[:port]` (`mock` for the simulated provider), for
-    /// messages such as [`AttemptError::timeout`].
+    /// error messages.
     pub fn host(&self) -> &str {
         match self {
             ProviderAdapter::Openai(a) => a.endpoint().host(),

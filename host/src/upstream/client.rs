@@ -1,7 +1,7 @@
 //! The pooled upstream HTTP client: HTTP/1.1 or h2 (when the server offers it
 //! over ALPN) on hyper's connection API, over a rustls connector (HTTPS with the
 //! platform's roots, plain HTTP for loopback), with one timeout around the whole
-//! connect (DNS, TCP and TLS). Idle connections are kept in a [`Pool`].
+//! connect (DNS, TCP and TLS). Idle connections are kept in a pool (`upstream/pool.rs`).
 //!
 //! Each connection runs in its own task, as hyper requires; the request's task
 //! checks a connection out, sends, and (through [`ResponseBody`]) checks it back
