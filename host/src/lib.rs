@@ -16,6 +16,9 @@
 //! - [`deadline`]: timeouts that arm a timer only for work still pending.
 //! - [`headers`]: the credential and hop-by-hop header names every boundary keeps out.
 
+// Every public item says what it is (clippy runs with -D warnings).
+#![warn(missing_docs)]
+
 pub mod admin;
 pub mod config;
 pub mod deadline;
